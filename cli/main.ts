@@ -1,0 +1,40 @@
+import { Command, CommanderError } from 'commander';
+import { CliError, ExitCode } from './cli-error.js';
+import { registerRunCommand } from './run-command.js';
+import { registerRunsCommand } from './runs-command.js';
+import { registerStartCommand } from './start-command.js';
+import { registerValidateCommand } from './validate-command.js';
+
+/** Builds the `stagemesh` command line. */
+export function createProgram(): Command {
+  const program = new Command('stagemesh')
+    .description('run and inspect multi-framework pipelines on a stagemesh mesh')
+    .option('--address <host:port>', 'mesh gRPC address (STAGEMESH_ADDRESS, default 127.0.0.1:50051)')
+    .showHelpAfterError()
+    .exitOverride();
+  registerStartCommand(program);
+  registerRunCommand(program);
+  registerRunsCommand(program);
+  registerValidateCommand(program);
+  return program;
+}
+
+/** Runs the CLI with `argv` and resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = createProgram();
+  try {
+    await program.parseAsync(argv);
+    return Number(process.exitCode ?? ExitCode.OK);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit 0; everything else commander rejects is a usage error.
+      return err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
+    }
+    if (err instanceof CliError) {
+      process.stderr.write(`stagemesh: ${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`stagemesh: ${(err as Error).stack ?? String(err)}\n`);
+    return ExitCode.FAILED;
+  }
+}

@@ -1,0 +1,82 @@
+import { status } from '@grpc/grpc-js';
+import { formatDurationMs } from '../services/common/duration.js';
+import { FIELD_PATH_METADATA, isServiceError } from '../services/common/grpc-status.js';
+import { RunState, Severity, StageState, type Finding, type Report, type Run, type StageRun } from '../services/common/proto.js';
+import { CliError, ExitCode } from './cli-error.js';
+
+/** ANSI colours, only when writing to a terminal that wants them. */
+export function palette(stream: NodeJS.WriteStream = process.stdout) {
+  const on = Boolean(stream.isTTY) && !process.env.NO_COLOR;
+  const wrap = (code: number) => (text: string) => (on ? `\u001b[${code}m${text}\u001b[0m` : text);
+  return { red: wrap(31), green: wrap(32), yellow: wrap(33), dim: wrap(2), bold: wrap(1) };
+}
+
+export const runStateName = (state: RunState) => (RunState[state] ?? 'UNKNOWN').replace('RUN_STATE_', '');
+export const stageStateName = (state: StageState) => (StageState[state] ?? 'UNKNOWN').replace('STAGE_STATE_', '');
+
+const STAGE_MARK: Record<string, string> = { SUCCEEDED: '✓', FAILED: '✗', CANCELLED: '⊘', SKIPPED: '-', QUEUED: '…', RUNNING: '▶', PENDING: '·' };
+
+function stageDurationMs(stage: StageRun): number {
+  return stage.attempts.reduce((sum, a) => sum + (a.evidence?.durationMs ?? 0), 0);
+}
+
+/** One line for a stage: mark, id, state, duration and attempts. */
+export function formatStageLine(stage: StageRun, width: number): string {
+  const c = palette();
+  const state = stageStateName(stage.state);
+  const colour = state === 'SUCCEEDED' ? c.green : state === 'FAILED' ? c.red : state === 'CANCELLED' ? c.yellow : c.dim;
+  const attempts = stage.attempts.length > 1 ? c.dim(` (${stage.attempts.length} attempts)`) : '';
+  const duration = stage.attempts.length ? formatDurationMs(stageDurationMs(stage)) : '';
+  return `  ${colour(STAGE_MARK[state] ?? '?')} ${stage.stageId.padEnd(width)}  ${colour(state.padEnd(9))}  ${duration}${attempts}`;
+}
+
+/** The per-stage summary printed when a run ends, with the output tail of failed stages. */
+export function formatRunSummary(run: Run): string {
+  const c = palette();
+  const state = runStateName(run.state);
+  const elapsed = run.finishedAt && run.createdAt ? ` in ${formatDurationMs(run.finishedAt.getTime() - run.createdAt.getTime())}` : '';
+  const colour = state === 'SUCCEEDED' ? c.green : state === 'RUNNING' || state === 'PENDING' ? c.yellow : c.red;
+  const width = Math.max(...run.stages.map((s) => s.stageId.length), 5);
+  const lines = [`${c.bold(`run ${run.runId}`)} ${run.pipelineName}@${run.pipelineVersion} ${colour(state)}${elapsed}`];
+  if (run.reason) lines.push(`  ${c.dim(run.reason)}`);
+  for (const stage of run.stages) lines.push(formatStageLine(stage, width));
+  for (const stage of run.stages) {
+    if (stage.state !== StageState.STAGE_STATE_FAILED) continue;
+    const last = stage.attempts[stage.attempts.length - 1];
+    const evidence = last?.evidence;
+    lines.push('', c.red(`stage ${stage.stageId} failed`) + (evidence ? ` (exit code ${evidence.exitCode})` : ''));
+    if (evidence?.error) lines.push(`  ${evidence.error}`);
+    const tail = (evidence?.logTail ?? '').trimEnd().split('\n').slice(-20);
+    if (tail.join('').length) lines.push(c.dim('  output tail (stdout and stderr):'), ...tail.map((l) => `    ${l}`));
+  }
+  return lines.join('\n');
+}
+
+/** Findings grouped by stage, each with its rule id, field path and fix. */
+export function formatReport(file: string, report: Report): string {
+  const c = palette();
+  const errors = report.findings.filter((f) => f.severity === Severity.SEVERITY_ERROR).length;
+  const head = report.findings.length === 0 ? c.green('ok') : errors ? c.red(`${errors} error${errors === 1 ? '' : 's'}`) : c.yellow(`${report.findings.length} warning(s)`);
+  const lines = [`${c.bold(file)}: ${head} (score ${report.score.toFixed(2)}, threshold ${report.threshold.toFixed(2)})`];
+  const groups = new Map<string, Finding[]>();
+  for (const f of report.findings) groups.set(f.stageId, [...(groups.get(f.stageId) ?? []), f]);
+  for (const [stage, findings] of groups) {
+    lines.push(`  ${stage ? `stage ${stage}` : 'pipeline'}:`);
+    for (const f of findings) {
+      const severity = f.severity === Severity.SEVERITY_ERROR ? c.red('error') : c.yellow('warning');
+      lines.push(`    ${severity} ${c.bold(f.ruleId)} at ${f.fieldPath}: ${f.message}`);
+      if (f.fix) lines.push(`      ${c.dim(`fix: ${f.fix}`)}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+/** Turns a failed gRPC call into a readable CLI error. */
+export function describeCallError(err: unknown, address: string): CliError {
+  if (!isServiceError(err)) return new CliError((err as Error).message ?? String(err));
+  if (err.code === status.UNAVAILABLE) {
+    return new CliError(`cannot reach stagemesh at ${address} (${err.details}); start it with \`make start\` or pass --address`, ExitCode.FAILED, { cause: err });
+  }
+  const fieldPath = err.metadata?.get(FIELD_PATH_METADATA)[0];
+  return new CliError(`${status[err.code]}: ${err.details}${fieldPath && !err.details.startsWith(String(fieldPath)) ? ` (at ${fieldPath})` : ''}`, ExitCode.FAILED, { cause: err });
+}

@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { parseDurationMs } from './duration.js';
+import { ConfigError } from './errors.js';
+import { LOG_LEVELS, type LogLevel } from './logger.js';
+
+/** Settings of a mesh process, after defaults and validation. */
+export interface MeshConfig {
+  /** Interface the gRPC and HTTP listeners bind to. @default "127.0.0.1" */
+  host: string;
+  /** gRPC port serving all five services; 0 picks a free port. @default 50051 */
+  grpcPort: number;
+  /** HTTP edge port; 0 picks a free port. @default 8080 */
+  httpPort: number;
+  /** Folder of the embedded store. @default ".stagemesh" */
+  dataDir: string;
+  /** @default "info" */
+  logLevel: LogLevel;
+  /** Stages the embedded worker runs at once. @default 8 */
+  workerCapacity: number;
+  /** How long an attempt's lease lasts without a heartbeat. @default 30000 */
+  leaseTtlMs: number;
+  /** How long shutdown waits for in-flight work before forcing. @default 10000 */
+  shutdownTimeoutMs: number;
+}
+
+/** Raw, unvalidated values by setting name (flags use the same names). */
+export type ConfigInput = Partial<Record<keyof MeshConfig | 'config', string | number | undefined>>;
+
+interface Setting<K extends keyof MeshConfig> {
+  key: K;
+  env: string;
+  file: string;
+  parse: (value: string) => MeshConfig[K] | undefined;
+  expected: string;
+  fallback: MeshConfig[K];
+}
+
+const port = (value: string) => {
+  const n = Number(value);
+  return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : undefined;
+};
+const positiveInt = (value: string) => {
+  const n = Number(value);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+};
+const nonEmpty = (value: string) => (value.trim() === '' ? undefined : value);
+
+const SETTINGS: { [K in keyof MeshConfig]: Setting<K> } = {
+  host: { key: 'host', env: 'STAGEMESH_HOST', file: 'host', parse: nonEmpty, expected: 'a host name or address', fallback: '127.0.0.1' },
+  grpcPort: { key: 'grpcPort', env: 'STAGEMESH_GRPC_PORT', file: 'grpc_port', parse: port, expected: 'a port number 0-65535', fallback: 50051 },
+  httpPort: { key: 'httpPort', env: 'STAGEMESH_HTTP_PORT', file: 'http_port', parse: port, expected: 'a port number 0-65535', fallback: 8080 },
+  dataDir: { key: 'dataDir', env: 'STAGEMESH_DATA_DIR', file: 'data_dir', parse: nonEmpty, expected: 'a folder path', fallback: '.stagemesh' },
+  logLevel: {
+    key: 'logLevel',
+    env: 'STAGEMESH_LOG_LEVEL',
+    file: 'log_level',
+    parse: (v) => (LOG_LEVELS as readonly string[]).includes(v) ? (v as LogLevel) : undefined,
+    expected: `one of ${LOG_LEVELS.join(', ')}`,
+    fallback: 'info',
+  },
+  workerCapacity: { key: 'workerCapacity', env: 'STAGEMESH_WORKER_CAPACITY', file: 'worker_capacity', parse: positiveInt, expected: 'a positive integer', fallback: 8 },
+  leaseTtlMs: { key: 'leaseTtlMs', env: 'STAGEMESH_LEASE_TTL', file: 'lease_ttl', parse: parseDurationMs, expected: 'a duration such as 30s', fallback: 30_000 },
+  shutdownTimeoutMs: { key: 'shutdownTimeoutMs', env: 'STAGEMESH_SHUTDOWN_TIMEOUT', file: 'shutdown_timeout', parse: parseDurationMs, expected: 'a duration such as 10s', fallback: 10_000 },
+};
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}`, 'config', { cause: err });
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message}`, 'config', { cause: err });
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(`config file ${path} must be a mapping`, 'config');
+  const known = new Set(Object.values(SETTINGS).map((s) => s.file));
+  for (const key of Object.keys(data)) {
+    if (!known.has(key)) throw new ConfigError(`unknown setting "${key}" in ${path} (known: ${[...known].join(', ')})`, key);
+  }
+  return data as Record<string, unknown>;
+}
+
+/**
+ * Resolves the configuration of a mesh process: flags win over `STAGEMESH_*`
+ * environment variables, which win over the config file (`--config` or
+ * `STAGEMESH_CONFIG`), which wins over the defaults.
+ * @throws ConfigError naming the setting and where its bad value came from.
+ */
+export function resolveMeshConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = process.env): MeshConfig {
+  const configPath = flags.config ?? env.STAGEMESH_CONFIG;
+  const file = configPath ? readConfigFile(String(configPath)) : {};
+  const config = {} as Record<keyof MeshConfig, unknown>;
+  for (const setting of Object.values(SETTINGS) as Setting<keyof MeshConfig>[]) {
+    const sources: [string, unknown][] = [
+      [`--${setting.key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, flags[setting.key]],
+      [setting.env, env[setting.env]],
+      [`${configPath}: ${setting.file}`, file[setting.file]],
+    ];
+    const found = sources.find(([, value]) => value !== undefined && value !== '');
+    if (!found) {
+      config[setting.key] = setting.fallback;
+      continue;
+    }
+    const [origin, raw] = found;
+    const value = setting.parse(String(raw));
+    if (value === undefined) throw new ConfigError(`expected ${setting.expected}, got ${JSON.stringify(raw)}`, origin);
+    config[setting.key] = value;
+  }
+  return config as MeshConfig;
+}

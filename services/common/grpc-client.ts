@@ -1,0 +1,65 @@
+import { credentials, Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import {
+  ComplianceClient,
+  CoordinatorClient,
+  EventBusClient,
+  MetricsClient,
+  SchedulerClient,
+} from './proto.js';
+
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
+
+export interface CallOpts {
+  signal?: AbortSignal;
+  /** Milliseconds until the call's deadline. */
+  timeoutMs?: number;
+}
+
+/**
+ * Calls a unary method of a generated client as a promise, with cancellation
+ * through `signal` and an optional deadline. Errors keep their gRPC status code.
+ */
+export function callUnary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, opts: CallOpts = {}): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    const options: Partial<CallOptions> = opts.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {};
+    const call = method(request, new Metadata(), options, (err, response) => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve(response);
+    });
+    const onAbort = () => call.cancel();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Clients of the five services, all at one address (the embedded profile, or a gateway). */
+export interface MeshClients {
+  scheduler: SchedulerClient;
+  coordinator: CoordinatorClient;
+  eventBus: EventBusClient;
+  compliance: ComplianceClient;
+  metrics: MetricsClient;
+  close(): void;
+}
+
+/** Opens clients of every service at `address` ("host:port"), plaintext. */
+export function createMeshClients(address: string): MeshClients {
+  const creds = credentials.createInsecure();
+  const options = { 'grpc.max_receive_message_length': 16 * 1024 * 1024 };
+  const clients = {
+    scheduler: new SchedulerClient(address, creds, options),
+    coordinator: new CoordinatorClient(address, creds, options),
+    eventBus: new EventBusClient(address, creds, options),
+    compliance: new ComplianceClient(address, creds, options),
+    metrics: new MetricsClient(address, creds, options),
+  };
+  return {
+    ...clients,
+    close: () => Object.values(clients).forEach((c) => c.close()),
+  };
+}

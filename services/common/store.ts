@@ -1,0 +1,80 @@
+/**
+ * The durable store every service uses: PostgreSQL semantics, one SQL dialect.
+ * The embedded profile uses PGlite; the distributed profile PostgreSQL (`pg`).
+ */
+export interface Queryable {
+  /** Runs one statement with `$1..$n` parameters and returns its rows. */
+  query<Row = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<Row[]>;
+}
+
+export interface Store extends Queryable {
+  /** Runs `fn` in one transaction: all of its statements commit together or none do. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Flushes and closes the store. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * Schema migrations, applied in order once each. Never edit a released
+ * migration: add a new one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE pipelines (
+     name text NOT NULL,
+     version text NOT NULL,
+     seq integer NOT NULL,
+     definition jsonb NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (name, version)
+   );
+   CREATE TABLE runs (
+     run_id text PRIMARY KEY,
+     pipeline_name text NOT NULL,
+     pipeline_version text NOT NULL,
+     definition jsonb NOT NULL,
+     state text NOT NULL,
+     inputs jsonb NOT NULL,
+     labels jsonb NOT NULL,
+     priority integer NOT NULL DEFAULT 0,
+     idempotency_key text UNIQUE,
+     reason text NOT NULL DEFAULT '',
+     created_at timestamptz NOT NULL DEFAULT now(),
+     finished_at timestamptz
+   );
+   CREATE INDEX runs_created_at ON runs (created_at DESC);
+   CREATE TABLE stage_runs (
+     run_id text NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+     stage_id text NOT NULL,
+     state text NOT NULL,
+     outputs jsonb NOT NULL DEFAULT '{}',
+     PRIMARY KEY (run_id, stage_id)
+   );
+   CREATE TABLE attempts (
+     attempt_id text PRIMARY KEY,
+     run_id text NOT NULL,
+     stage_id text NOT NULL,
+     number integer NOT NULL,
+     state text NOT NULL,
+     node_id text NOT NULL DEFAULT '',
+     started_at timestamptz NOT NULL DEFAULT now(),
+     finished_at timestamptz,
+     evidence jsonb,
+     FOREIGN KEY (run_id, stage_id) REFERENCES stage_runs (run_id, stage_id) ON DELETE CASCADE
+   );
+   CREATE INDEX attempts_run ON attempts (run_id);`,
+];
+
+/** Applies the migrations the store has not seen yet, in one transaction each. */
+export async function migrate(store: Store): Promise<void> {
+  await store.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
+  const rows = await store.query<{ version: number }>('SELECT version FROM schema_migrations');
+  const applied = new Set(rows.map((r) => r.version));
+  for (const [index, sql] of MIGRATIONS.entries()) {
+    const version = index + 1;
+    if (applied.has(version)) continue;
+    await store.transaction(async (tx) => {
+      for (const statement of sql.split(/;\s*$/m).map((s) => s.trim()).filter(Boolean)) await tx.query(statement);
+      await tx.query('INSERT INTO schema_migrations (version) VALUES ($1)', [version]);
+    });
+  }
+}

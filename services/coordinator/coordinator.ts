@@ -1,0 +1,222 @@
+import { Batcher } from '../common/batcher.js';
+import { lifecycleEvent, type EventPublisher } from '../common/event-publisher.js';
+import type { Logger } from '../common/logger.js';
+import { OutcomeStatus, type ConnectResponse, type FrameworkCapacity, type Node, type Outcome, type Task } from '../common/proto.js';
+import { LeaseTable } from './lease-table.js';
+import { TaskQueue } from './task-queue.js';
+
+export interface CoordinatorOptions {
+  logger: Logger;
+  /** Sends a batch of outcomes to the scheduler. */
+  reportOutcomes: (outcomes: Outcome[]) => Promise<void>;
+  publisher?: EventPublisher;
+  /** @default 30000 */
+  leaseTtlMs?: number;
+}
+
+/** A connected worker, as the coordinator sees it. */
+export interface NodeSession {
+  nodeId: string;
+  frameworks: ReadonlySet<string>;
+  capacity: number;
+  credits: number;
+  draining: boolean;
+  connectedAt: Date;
+  labels: Record<string, string>;
+  /** Sends one message on the node's Connect stream. */
+  send: (message: ConnectResponse) => void;
+}
+
+const SOURCE = 'stagemesh/coordinator';
+
+function lostOutcome(task: Task, nodeId: string, error: string): Outcome {
+  return {
+    attemptId: task.attemptId,
+    runId: task.runId,
+    stageId: task.stageId,
+    status: OutcomeStatus.OUTCOME_STATUS_FAILED,
+    evidence: { exitCode: -1, durationMs: 0, logTail: '', tests: undefined, httpStatus: 0, error },
+    outputs: {},
+    nodeId,
+  };
+}
+
+/**
+ * Task queues per framework, leases and worker nodes. Tasks flow to nodes as
+ * their credits allow, in batches; outcomes flow back to the scheduler in
+ * batches, each applied only while its attempt holds the lease.
+ */
+export class Coordinator {
+  readonly #queue = new TaskQueue();
+  readonly #nodes = new Map<string, NodeSession>();
+  /** Tasks under lease and the node running them, by attempt id. */
+  readonly #running = new Map<string, { task: Task; nodeId: string }>();
+  readonly #leases: LeaseTable;
+  readonly #outcomes: Batcher<Outcome>;
+  readonly #sweep: NodeJS.Timeout;
+  #dispatchScheduled = false;
+  /** Outcomes ignored because their attempt no longer held the lease. */
+  duplicateOutcomes = 0;
+  readonly leaseTtlMs: number;
+
+  constructor(private readonly options: CoordinatorOptions) {
+    this.leaseTtlMs = options.leaseTtlMs ?? 30_000;
+    this.#leases = new LeaseTable(this.leaseTtlMs);
+    this.#outcomes = new Batcher<Outcome>({
+      maxBatch: 1000,
+      maxDelayMs: 1,
+      flush: options.reportOutcomes,
+      onError: (err) => options.logger.warn({ err }, 'reporting outcomes to the scheduler failed; will retry'),
+    });
+    this.#sweep = setInterval(() => this.#expireLeases(), Math.max(100, Math.min(1000, this.leaseTtlMs / 4)));
+    this.#sweep.unref();
+  }
+
+  /** Interval at which workers should heartbeat: a third of the lease, so two can be lost. */
+  get heartbeatIntervalMs(): number {
+    return Math.max(50, Math.floor(this.leaseTtlMs / 3));
+  }
+
+  enqueue(tasks: readonly Task[]): number {
+    for (const task of tasks) this.#queue.push(task);
+    this.#scheduleDispatch();
+    return tasks.length;
+  }
+
+  /** Registers a node; a reconnect with the same id replaces the old session (whose leases are lost). */
+  connect(session: NodeSession): void {
+    if (this.#nodes.has(session.nodeId)) this.disconnect(session.nodeId, 'replaced by a new connection');
+    this.#nodes.set(session.nodeId, session);
+    this.options.logger.info({ nodeId: session.nodeId, frameworks: [...session.frameworks], capacity: session.capacity }, 'node joined');
+    this.options.publisher?.publish(lifecycleEvent('node.joined', SOURCE, `node/${session.nodeId}`, { node_id: session.nodeId }, { frameworks: [...session.frameworks], capacity: session.capacity }));
+    this.#scheduleDispatch();
+  }
+
+  /** Forgets a node; the attempts it held are reported failed so they are retried elsewhere. */
+  disconnect(nodeId: string, reason: string): void {
+    if (!this.#nodes.delete(nodeId)) return;
+    const lost = this.#leases.takeNode(nodeId);
+    this.#failLost(lost.map((l) => l.attemptId), nodeId, `node ${nodeId} lost: ${reason}`);
+    this.options.logger.warn({ nodeId, reason, attempts: lost.length }, 'node lost');
+    this.options.publisher?.publish(lifecycleEvent('node.lost', SOURCE, `node/${nodeId}`, { node_id: nodeId }, { reason, attempts: lost.length }));
+  }
+
+  grantCredits(nodeId: string, credits: number): void {
+    const node = this.#nodes.get(nodeId);
+    if (!node) return;
+    node.credits = Math.min(node.credits + credits, node.capacity * 2);
+    this.#scheduleDispatch();
+  }
+
+  heartbeat(nodeId: string, attemptIds: readonly string[]): void {
+    this.#leases.renew(attemptIds, nodeId);
+  }
+
+  /** Accepts outcomes from a node; those whose lease is gone are ignored and counted. */
+  receiveOutcomes(nodeId: string, outcomes: readonly Outcome[]): void {
+    for (const outcome of outcomes) {
+      if (!this.#leases.release(outcome.attemptId, nodeId)) {
+        this.duplicateOutcomes++;
+        this.options.logger.debug({ attemptId: outcome.attemptId, nodeId }, 'ignored an outcome whose lease is gone');
+        continue;
+      }
+      this.#running.delete(outcome.attemptId);
+      this.#outcomes.add({ ...outcome, nodeId });
+    }
+  }
+
+  /** Drops queued tasks of the runs and asks nodes to stop their running attempts. */
+  cancelRuns(runIds: readonly string[], reason: string): { dropped: number; stopping: number } {
+    let dropped = 0;
+    for (const runId of runIds) dropped += this.#queue.removeRun(runId).length;
+    const targets = new Set(runIds);
+    const byNode = new Map<string, string[]>();
+    for (const [attemptId, { task, nodeId }] of this.#running) {
+      if (targets.has(task.runId)) byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), attemptId]);
+    }
+    let stopping = 0;
+    for (const [nodeId, attemptIds] of byNode) {
+      this.#nodes.get(nodeId)?.send({ cancel: { attemptIds, reason } });
+      stopping += attemptIds.length;
+    }
+    return { dropped, stopping };
+  }
+
+  drain(nodeId: string): NodeSession | undefined {
+    const node = this.#nodes.get(nodeId);
+    if (!node) return undefined;
+    node.draining = true;
+    node.send({ drain: {} });
+    return node;
+  }
+
+  nodes(): Node[] {
+    return [...this.#nodes.values()].map((n) => ({
+      nodeId: n.nodeId,
+      frameworks: [...n.frameworks],
+      capacity: n.capacity,
+      running: this.#leases.heldBy(n.nodeId).length,
+      draining: n.draining,
+      connectedAt: n.connectedAt,
+      labels: n.labels,
+    }));
+  }
+
+  frameworks(): FrameworkCapacity[] {
+    const byFramework = new Map<string, FrameworkCapacity>();
+    for (const node of this.#nodes.values()) {
+      for (const framework of node.frameworks) {
+        const entry = byFramework.get(framework) ?? { framework, nodes: 0, capacity: 0, queued: this.#queue.sizeOf(framework) };
+        entry.nodes++;
+        entry.capacity += node.capacity;
+        byFramework.set(framework, entry);
+      }
+    }
+    return [...byFramework.values()].sort((a, b) => a.framework.localeCompare(b.framework));
+  }
+
+  #scheduleDispatch(): void {
+    if (this.#dispatchScheduled) return;
+    this.#dispatchScheduled = true;
+    setImmediate(() => {
+      this.#dispatchScheduled = false;
+      this.#dispatch();
+    });
+  }
+
+  #dispatch(): void {
+    for (const node of this.#nodes.values()) {
+      if (node.draining || node.credits <= 0) continue;
+      const tasks = this.#queue.take(node.frameworks, node.credits);
+      if (tasks.length === 0) continue;
+      node.credits -= tasks.length;
+      for (const task of tasks) {
+        this.#leases.grant(task.attemptId, node.nodeId);
+        this.#running.set(task.attemptId, { task, nodeId: node.nodeId });
+      }
+      node.send({ tasks: { tasks } });
+    }
+  }
+
+  #expireLeases(): void {
+    const expired = this.#leases.takeExpired();
+    for (const lease of expired) {
+      this.#failLost([lease.attemptId], lease.nodeId, `lease expired: node ${lease.nodeId} sent no heartbeat for ${this.leaseTtlMs} ms`);
+    }
+  }
+
+  #failLost(attemptIds: readonly string[], nodeId: string, error: string): void {
+    for (const attemptId of attemptIds) {
+      const running = this.#running.get(attemptId);
+      if (!running) continue;
+      this.#running.delete(attemptId);
+      this.#outcomes.add(lostOutcome(running.task, nodeId, error));
+    }
+  }
+
+  /** Sends the outcomes still waiting and stops the lease sweep. */
+  async stop(): Promise<void> {
+    clearInterval(this.#sweep);
+    await this.#outcomes.close();
+  }
+}

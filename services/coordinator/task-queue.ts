@@ -1,0 +1,58 @@
+import type { Task } from '../common/proto.js';
+
+/**
+ * Queued tasks per framework, highest priority first and, within a priority,
+ * first in first out.
+ */
+export class TaskQueue {
+  readonly #queues = new Map<string, Task[]>();
+
+  get size(): number {
+    let n = 0;
+    for (const q of this.#queues.values()) n += q.length;
+    return n;
+  }
+
+  sizeOf(framework: string): number {
+    return this.#queues.get(framework)?.length ?? 0;
+  }
+
+  push(task: Task): void {
+    let queue = this.#queues.get(task.framework);
+    if (!queue) this.#queues.set(task.framework, (queue = []));
+    // Binary search for the first task of lower priority; insert before it.
+    let lo = 0;
+    let hi = queue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (queue[mid]!.priority >= task.priority) lo = mid + 1;
+      else hi = mid;
+    }
+    queue.splice(lo, 0, task);
+  }
+
+  /** Takes up to `max` tasks of the given frameworks, highest priority first. */
+  take(frameworks: ReadonlySet<string>, max: number): Task[] {
+    const taken: Task[] = [];
+    while (taken.length < max) {
+      let best: Task[] | undefined;
+      for (const framework of frameworks) {
+        const queue = this.#queues.get(framework);
+        if (queue?.length && (!best || queue[0]!.priority > best[0]!.priority)) best = queue;
+      }
+      if (!best) break;
+      taken.push(best.shift()!);
+    }
+    return taken;
+  }
+
+  /** Removes the queued tasks of a run (on cancellation); returns them. */
+  removeRun(runId: string): Task[] {
+    const removed: Task[] = [];
+    for (const [framework, queue] of this.#queues) {
+      const kept = queue.filter((t) => (t.runId === runId ? (removed.push(t), false) : true));
+      this.#queues.set(framework, kept);
+    }
+    return removed;
+  }
+}

@@ -1,0 +1,137 @@
+import { resolve } from 'node:path';
+import { Coordinator, createCoordinatorService } from '../coordinator/index.js';
+import { createComplianceService } from '../compliance/index.js';
+import type { MeshConfig } from '../common/config.js';
+import { EventPublisher, publishBatchTo } from '../common/event-publisher.js';
+import { callUnary, createMeshClients, type MeshClients } from '../common/grpc-client.js';
+import { GrpcServer } from '../common/grpc-server.js';
+import type { Logger } from '../common/logger.js';
+import { PgliteStore } from '../common/pglite-store.js';
+import { createEventBusService, MemoryEventLog } from '../event-bus/index.js';
+import { createMetricsService, followLifecycleEvents, MetricsRecorder } from '../metrics/index.js';
+import { createSchedulerService, RunStore, Scheduler } from '../scheduler/index.js';
+import { Worker } from '../worker/index.js';
+import { HttpEdge } from '../../gateway/index.js';
+
+export type MeshState = 'running' | 'stopping' | 'stopped';
+
+/**
+ * The embedded profile: all five services on one gRPC port, one local worker,
+ * the HTTP edge and a PGlite store, in one process. Services still talk to
+ * each other through their gRPC contracts, exactly as in the distributed profile.
+ */
+export class EmbeddedMesh {
+  #state: MeshState = 'running';
+  #stopping?: Promise<void>;
+  /** Resolves once the mesh has stopped; never rejects. */
+  readonly closed: Promise<void>;
+  #resolveClosed!: () => void;
+
+  private constructor(
+    readonly config: MeshConfig,
+    readonly grpcPort: number,
+    readonly httpPort: number,
+    private readonly parts: {
+      logger: Logger;
+      store: PgliteStore;
+      server: GrpcServer;
+      clients: MeshClients;
+      scheduler: Scheduler;
+      coordinator: Coordinator;
+      publisher: EventPublisher;
+      worker: Worker;
+      edge: HttpEdge;
+      stopMetrics: () => void;
+    },
+  ) {
+    this.closed = new Promise((r) => (this.#resolveClosed = r));
+  }
+
+  /** Opens the store, starts every service, resumes unfinished runs, connects the worker and opens the edge. */
+  static async start(config: MeshConfig, logger: Logger): Promise<EmbeddedMesh> {
+    const dataDir = config.dataDir.startsWith('memory://') ? config.dataDir : resolve(config.dataDir);
+    const store = await PgliteStore.open(dataDir);
+    const runStore = new RunStore(store);
+    const eventLog = new MemoryEventLog();
+    const recorder = new MetricsRecorder();
+    // Services reach each other through gRPC clients, created once the port is bound.
+    let clients: MeshClients | undefined;
+    const client = () => {
+      if (!clients) throw new Error('mesh clients used before the server started');
+      return clients;
+    };
+    const publisher = new EventPublisher(publishBatchTo(() => client().eventBus), logger);
+    const scheduler = new Scheduler({
+      logger,
+      runs: runStore,
+      publisher,
+      validate: async (pipeline) => (await callUnary(client().compliance.validate.bind(client().compliance), { pipeline }, { timeoutMs: 10_000 })).report!,
+      enqueue: async (tasks) => void (await callUnary(client().coordinator.enqueueTasks.bind(client().coordinator), { tasks }, { timeoutMs: 10_000 })),
+      cancelTasks: async (runIds, reason) => void (await callUnary(client().coordinator.cancelTasks.bind(client().coordinator), { runIds, reason }, { timeoutMs: 10_000 })),
+    });
+    const coordinator = new Coordinator({
+      logger,
+      leaseTtlMs: config.leaseTtlMs,
+      publisher,
+      reportOutcomes: async (outcomes) => void (await callUnary(client().scheduler.reportOutcomes.bind(client().scheduler), { outcomes }, { timeoutMs: 10_000 })),
+    });
+    const server = await GrpcServer.start({
+      host: config.host,
+      port: config.grpcPort,
+      logger,
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
+      services: [
+        createSchedulerService(logger, scheduler, runStore),
+        createCoordinatorService(logger, coordinator),
+        createEventBusService(logger, eventLog),
+        createComplianceService(logger),
+        createMetricsService(logger, recorder),
+      ],
+    });
+    const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`;
+    clients = createMeshClients(address);
+    const stopMetrics = followLifecycleEvents(clients.eventBus, recorder, logger);
+    const resumed = await scheduler.recover();
+    if (resumed > 0) logger.info({ runs: resumed }, 'resumed unfinished runs');
+    const worker = await Worker.start({ address, logger, capacity: config.workerCapacity, nodeId: 'embedded-worker', drainTimeoutMs: config.shutdownTimeoutMs });
+    const edge = await HttpEdge.start({ host: config.host, port: config.httpPort, clients, logger });
+    return new EmbeddedMesh(config, server.port, edge.port, { logger, store, server, clients, scheduler, coordinator, publisher, worker, edge, stopMetrics });
+  }
+
+  get state(): MeshState {
+    return this.#state;
+  }
+
+  /**
+   * Graceful shutdown: stops accepting work (health NOT_SERVING, edge closed),
+   * lets running stages finish and records their outcomes, flushes events,
+   * then closes the server and the store. Safe to call twice.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#state = 'stopping';
+      const p = this.parts;
+      p.server.setServing(false);
+      const results = await Promise.allSettled([p.edge.stop()]);
+      await p.worker.stop();
+      await p.coordinator.stop();
+      await p.scheduler.stop();
+      await p.publisher.close();
+      p.stopMetrics();
+      // In-flight work is drained; what remains are long-lived streams (watchers), which are cancelled.
+      p.server.forceStop();
+      await p.server.stop();
+      p.clients.close();
+      results.push(...(await Promise.allSettled([p.store.close()])));
+      for (const r of results) if (r.status === 'rejected') p.logger.error({ err: r.reason }, 'error while stopping');
+      this.#state = 'stopped';
+      this.#resolveClosed();
+    })();
+    return this.#stopping;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+

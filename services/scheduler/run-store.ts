@@ -1,0 +1,306 @@
+import { AlreadyExistsError, NotFoundError } from '../common/errors.js';
+import { RunState, StageState, type Attempt, type Evidence, type Pipeline, type Run, type StageRun } from '../common/proto.js';
+import type { Queryable, Store } from '../common/store.js';
+import type { StageStatus } from '../common/dag.js';
+
+/** Run states as stored (the wire enum without its prefix). */
+export type RunStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+
+export const TERMINAL_RUN_STATES: ReadonlySet<RunStatus> = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+
+/** A new run with its stages and first attempts, written in one transaction. */
+export interface NewRun {
+  runId: string;
+  pipeline: Pipeline;
+  state: RunStatus;
+  inputs: Record<string, string>;
+  labels: Record<string, string>;
+  priority: number;
+  idempotencyKey: string;
+}
+
+export interface StageChange {
+  runId: string;
+  stageId: string;
+  state: StageStatus;
+  outputs?: Record<string, string>;
+}
+
+export interface AttemptChange {
+  attemptId: string;
+  runId: string;
+  stageId: string;
+  number: number;
+  state: StageStatus;
+  nodeId?: string;
+  finished?: boolean;
+  evidence?: Evidence;
+}
+
+export interface RunChange {
+  runId: string;
+  state: RunStatus;
+  reason?: string;
+}
+
+/** Every write of one scheduler step; applied in a single transaction with multi-row statements. */
+export interface ChangeSet {
+  newRuns?: NewRun[];
+  stages?: StageChange[];
+  newAttempts?: AttemptChange[];
+  finishedAttempts?: AttemptChange[];
+  runs?: RunChange[];
+}
+
+interface RunRow {
+  run_id: string;
+  pipeline_name: string;
+  pipeline_version: string;
+  definition: Pipeline;
+  state: RunStatus;
+  inputs: Record<string, string>;
+  labels: Record<string, string>;
+  priority: number;
+  idempotency_key: string | null;
+  reason: string;
+  created_at: Date;
+  finished_at: Date | null;
+}
+
+interface AttemptRow {
+  attempt_id: string;
+  stage_id: string;
+  number: number;
+  state: StageStatus;
+  node_id: string;
+  started_at: Date;
+  finished_at: Date | null;
+  evidence: Evidence | null;
+}
+
+const json = (value: unknown) => JSON.stringify(value);
+
+/**
+ * Durable state of the scheduler: the pipeline registry and runs with their
+ * stages and attempts. Each scheduler step is one transaction whose statements
+ * each carry many rows (jsonb_to_recordset), never one round trip per stage.
+ */
+export class RunStore {
+  constructor(private readonly store: Store) {}
+
+  /**
+   * Registers a pipeline version. An empty version gets the next integer.
+   * Registering the same definition again returns it; a different definition
+   * under an existing version is refused.
+   * @throws AlreadyExistsError when the version exists with another definition.
+   */
+  async registerPipeline(pipeline: Pipeline): Promise<Pipeline> {
+    return this.store.transaction(async (tx) => {
+      const [last] = await tx.query<{ seq: number }>('SELECT max(seq) AS seq FROM pipelines WHERE name = $1', [pipeline.name]);
+      const seq = (last?.seq ?? 0) + 1;
+      const version = pipeline.version || String(seq);
+      const stored = { ...pipeline, version };
+      const [existing] = await tx.query<{ definition: Pipeline }>('SELECT definition FROM pipelines WHERE name = $1 AND version = $2', [pipeline.name, version]);
+      if (existing) {
+        if (json(existing.definition) === json(stored)) return existing.definition;
+        throw new AlreadyExistsError(`pipeline ${pipeline.name}@${version} already exists with a different definition; register a new version`);
+      }
+      await tx.query('INSERT INTO pipelines (name, version, seq, definition) VALUES ($1, $2, $3, $4)', [pipeline.name, version, seq, json(stored)]);
+      return stored;
+    });
+  }
+
+  /** Returns a pipeline version (the latest when `version` is empty). @throws NotFoundError */
+  async getPipeline(name: string, version = ''): Promise<Pipeline> {
+    const rows = version
+      ? await this.store.query<{ definition: Pipeline }>('SELECT definition FROM pipelines WHERE name = $1 AND version = $2', [name, version])
+      : await this.store.query<{ definition: Pipeline }>('SELECT definition FROM pipelines WHERE name = $1 ORDER BY seq DESC LIMIT 1', [name]);
+    if (!rows[0]) throw new NotFoundError('pipeline', version ? `${name}@${version}` : name);
+    return rows[0].definition;
+  }
+
+  /** The latest version of every pipeline, by name, from `after` on. */
+  async listPipelines(limit: number, after = ''): Promise<Pipeline[]> {
+    const rows = await this.store.query<{ definition: Pipeline }>(
+      `SELECT DISTINCT ON (name) definition FROM pipelines WHERE name > $1 ORDER BY name, seq DESC LIMIT $2`,
+      [after, limit],
+    );
+    return rows.map((r) => r.definition);
+  }
+
+  async findRunByIdempotencyKey(key: string): Promise<string | undefined> {
+    const [row] = await this.store.query<{ run_id: string }>('SELECT run_id FROM runs WHERE idempotency_key = $1', [key]);
+    return row?.run_id;
+  }
+
+  /** Applies one scheduler step atomically. */
+  async apply(changes: ChangeSet): Promise<void> {
+    await this.store.transaction(async (tx) => {
+      if (changes.newRuns?.length) await this.#insertRuns(tx, changes.newRuns);
+      if (changes.stages?.length) {
+        await tx.query(
+          `UPDATE stage_runs s SET state = x.state, outputs = coalesce(x.outputs, s.outputs)
+             FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, stage_id text, state text, outputs jsonb)
+            WHERE s.run_id = x.run_id AND s.stage_id = x.stage_id`,
+          [json(changes.stages.map((s) => ({ run_id: s.runId, stage_id: s.stageId, state: s.state, outputs: s.outputs ?? null })))],
+        );
+      }
+      if (changes.newAttempts?.length) {
+        await tx.query(
+          `INSERT INTO attempts (attempt_id, run_id, stage_id, number, state)
+           SELECT attempt_id, run_id, stage_id, number, state
+             FROM jsonb_to_recordset($1::jsonb) AS x(attempt_id text, run_id text, stage_id text, number int, state text)`,
+          [json(changes.newAttempts.map((a) => ({ attempt_id: a.attemptId, run_id: a.runId, stage_id: a.stageId, number: a.number, state: a.state })))],
+        );
+      }
+      if (changes.finishedAttempts?.length) {
+        await tx.query(
+          `UPDATE attempts a SET state = x.state, node_id = x.node_id, evidence = x.evidence, finished_at = now()
+             FROM jsonb_to_recordset($1::jsonb) AS x(attempt_id text, state text, node_id text, evidence jsonb)
+            WHERE a.attempt_id = x.attempt_id`,
+          [json(changes.finishedAttempts.map((a) => ({ attempt_id: a.attemptId, state: a.state, node_id: a.nodeId ?? '', evidence: a.evidence ?? null })))],
+        );
+      }
+      if (changes.runs?.length) {
+        await tx.query(
+          `UPDATE runs r SET state = x.state, reason = coalesce(x.reason, r.reason),
+                  finished_at = CASE WHEN x.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') THEN now() ELSE r.finished_at END
+             FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, state text, reason text)
+            WHERE r.run_id = x.run_id`,
+          [json(changes.runs.map((r) => ({ run_id: r.runId, state: r.state, reason: r.reason ?? null })))],
+        );
+      }
+    });
+  }
+
+  async #insertRuns(tx: Queryable, runs: NewRun[]): Promise<void> {
+    await tx.query(
+      `INSERT INTO runs (run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, idempotency_key)
+       SELECT run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, nullif(idempotency_key, '')
+         FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, pipeline_name text, pipeline_version text, definition jsonb,
+              state text, inputs jsonb, labels jsonb, priority int, idempotency_key text)`,
+      [
+        json(
+          runs.map((r) => ({
+            run_id: r.runId,
+            pipeline_name: r.pipeline.name,
+            pipeline_version: r.pipeline.version,
+            definition: r.pipeline,
+            state: r.state,
+            inputs: r.inputs,
+            labels: r.labels,
+            priority: r.priority,
+            idempotency_key: r.idempotencyKey,
+          })),
+        ),
+      ],
+    );
+    await tx.query(
+      `INSERT INTO stage_runs (run_id, stage_id, state)
+       SELECT run_id, stage_id, 'PENDING' FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, stage_id text)`,
+      [json(runs.flatMap((r) => r.pipeline.stages.map((s) => ({ run_id: r.runId, stage_id: s.id }))))],
+    );
+  }
+
+  /** Loads one run with its stages and attempts. @throws NotFoundError */
+  async getRun(runId: string): Promise<Run> {
+    const [row] = await this.store.query<RunRow>('SELECT * FROM runs WHERE run_id = $1', [runId]);
+    if (!row) throw new NotFoundError('run', runId);
+    const [stages, attempts] = await Promise.all([
+      this.store.query<{ stage_id: string; state: StageStatus; outputs: Record<string, string> }>('SELECT stage_id, state, outputs FROM stage_runs WHERE run_id = $1', [runId]),
+      this.store.query<AttemptRow>('SELECT * FROM attempts WHERE run_id = $1 ORDER BY stage_id, number', [runId]),
+    ]);
+    return toRun(row, stages, attempts);
+  }
+
+  /** Runs newest first; `before` is the created_at/run_id cursor of the previous page. */
+  async listRuns(options: { limit: number; before?: { createdAt: string; runId: string }; pipelineName?: string; state?: RunStatus }): Promise<RunRow[]> {
+    const params: unknown[] = [options.limit];
+    const where: string[] = [];
+    if (options.before) {
+      params.push(options.before.createdAt, options.before.runId);
+      where.push(`(created_at, run_id) < ($${params.length - 1}::timestamptz, $${params.length})`);
+    }
+    if (options.pipelineName) where.push(`pipeline_name = $${params.push(options.pipelineName)}`);
+    if (options.state) where.push(`state = $${params.push(options.state)}`);
+    return this.store.query<RunRow>(
+      `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, run_id DESC LIMIT $1`,
+      params,
+    );
+  }
+
+  /** The pipeline definition a run was started with. @throws NotFoundError */
+  async runDefinition(runId: string): Promise<Pipeline> {
+    const [row] = await this.store.query<{ definition: Pipeline }>('SELECT definition FROM runs WHERE run_id = $1', [runId]);
+    if (!row) throw new NotFoundError('run', runId);
+    return row.definition;
+  }
+
+  /** Ids of runs that have not finished (to resume after a restart). */
+  async unfinishedRunIds(): Promise<string[]> {
+    const rows = await this.store.query<{ run_id: string }>(`SELECT run_id FROM runs WHERE state IN ('PENDING', 'RUNNING') ORDER BY created_at`);
+    return rows.map((r) => r.run_id);
+  }
+}
+
+/** Builds the wire Run (without stages) from a stored row, for listings. */
+export function runSummary(row: RunRow): Run {
+  return toRun(row, [], []);
+}
+
+function toRun(row: RunRow, stages: { stage_id: string; state: StageStatus; outputs: Record<string, string> }[], attempts: AttemptRow[]): Run {
+  const byStage = new Map<string, Attempt[]>();
+  for (const a of attempts) {
+    const list = byStage.get(a.stage_id) ?? [];
+    list.push({
+      attemptId: a.attempt_id,
+      number: a.number,
+      nodeId: a.node_id,
+      state: stageStateToWire(a.state),
+      startedAt: a.started_at,
+      finishedAt: a.finished_at ?? undefined,
+      evidence: a.evidence ?? undefined,
+    });
+    byStage.set(a.stage_id, list);
+  }
+  const stateById = new Map(stages.map((s) => [s.stage_id, s]));
+  const stageRuns: StageRun[] = stages.length
+    ? row.definition.stages.map((stage) => ({
+        stageId: stage.id,
+        framework: stage.framework,
+        state: stageStateToWire(stateById.get(stage.id)?.state ?? 'PENDING'),
+        needs: stage.needs,
+        attempts: byStage.get(stage.id) ?? [],
+        outputs: stateById.get(stage.id)?.outputs ?? {},
+      }))
+    : [];
+  return {
+    runId: row.run_id,
+    pipelineName: row.pipeline_name,
+    pipelineVersion: row.pipeline_version,
+    state: runStateToWire(row.state),
+    inputs: row.inputs,
+    stages: stageRuns,
+    createdAt: row.created_at,
+    finishedAt: row.finished_at ?? undefined,
+    idempotencyKey: row.idempotency_key ?? '',
+    priority: row.priority,
+    labels: row.labels,
+    reason: row.reason,
+  };
+}
+
+export function runStateToWire(state: RunStatus): RunState {
+  return RunState[`RUN_STATE_${state}`];
+}
+
+export function runStateFromWire(state: RunState): RunStatus | undefined {
+  const name = RunState[state];
+  return name && state !== RunState.RUN_STATE_UNSPECIFIED ? (name.replace('RUN_STATE_', '') as RunStatus) : undefined;
+}
+
+export function stageStateToWire(state: StageStatus): StageState {
+  return StageState[`STAGE_STATE_${state}`];
+}
+
+export type { RunRow };

@@ -1,0 +1,420 @@
+import { randomUUID } from 'node:crypto';
+import { Batcher } from '../common/batcher.js';
+import { isTerminal, nextStep, runStatus, type StageStatus } from '../common/dag.js';
+import { parseDurationMs } from '../common/duration.js';
+import { FailedPreconditionError, InvalidArgumentError } from '../common/errors.js';
+import { lifecycleEvent, type EventPublisher } from '../common/event-publisher.js';
+import type { Logger } from '../common/logger.js';
+import { problemsToError, readPipelineOrThrow } from '../common/pipeline-document.js';
+import { OutcomeStatus, Severity, StageState, type Outcome, type Pipeline, type Report, type Run, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
+import { resolveExpressions } from './expressions.js';
+import { TERMINAL_RUN_STATES, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
+
+export interface SchedulerOptions {
+  logger: Logger;
+  runs: RunStore;
+  /** Asks the compliance service to validate a pipeline (once per run). */
+  validate: (pipeline: Pipeline) => Promise<Report>;
+  /** Hands a batch of tasks to the coordinator. */
+  enqueue: (tasks: Task[]) => Promise<void>;
+  /** Asks the coordinator to drop and stop the tasks of these runs. */
+  cancelTasks: (runIds: string[], reason: string) => Promise<void>;
+  publisher?: EventPublisher;
+}
+
+interface StageRecord {
+  stage: Stage;
+  status: StageStatus;
+  /** The attempt that holds the stage now, if any. */
+  attemptId?: string;
+  attemptNumber: number;
+  /** Failed attempts so far, counted against retry.max_attempts. */
+  failures: number;
+  outputs: Record<string, string>;
+  retryTimer?: NodeJS.Timeout;
+}
+
+interface ActiveRun {
+  runId: string;
+  pipeline: Pipeline;
+  inputs: Record<string, string>;
+  priority: number;
+  status: RunStatus;
+  stages: Map<string, StageRecord>;
+  deadlineTimer?: NodeJS.Timeout;
+}
+
+const SOURCE = 'stagemesh/scheduler';
+const DEFAULT_BACKOFF_MS = 1_000;
+const DEFAULT_MAX_BACKOFF_MS = 30_000;
+
+/** Wire outcome status → stage state it leads to (before retries are considered). */
+function outcomeState(status: OutcomeStatus): StageStatus {
+  if (status === OutcomeStatus.OUTCOME_STATUS_SUCCEEDED) return 'SUCCEEDED';
+  if (status === OutcomeStatus.OUTCOME_STATUS_CANCELLED) return 'CANCELLED';
+  return 'FAILED';
+}
+
+/** Delay before retry number `failures` (1-based): exponential with full jitter in its upper half. */
+export function retryDelayMs(failures: number, backoffMs: number, maxBackoffMs: number, random = Math.random): number {
+  const exponential = Math.min(maxBackoffMs, backoffMs * 2 ** (failures - 1));
+  return Math.round(exponential * (0.5 + random() / 2));
+}
+
+/**
+ * The scheduler's engine: owns runs and the DAG state machine. Each step
+ * (a submit, a batch of outcomes, a retry, a cancel) is applied as one
+ * transaction, then its tasks go to the coordinator in batches and its events
+ * to the bus asynchronously. Steps run one at a time, so no run is advanced twice.
+ */
+export class Scheduler {
+  readonly #active = new Map<string, ActiveRun>();
+  readonly #listeners = new Map<string, Set<() => void>>();
+  readonly #tasks: Batcher<Task>;
+  #serial: Promise<unknown> = Promise.resolve();
+  #stopped = false;
+  /** Outcomes ignored because their attempt no longer held the stage. */
+  ignoredOutcomes = 0;
+
+  constructor(private readonly options: SchedulerOptions) {
+    this.#tasks = new Batcher<Task>({
+      maxBatch: 1000,
+      maxDelayMs: 1,
+      flush: options.enqueue,
+      onError: (err) => options.logger.warn({ err }, 'handing tasks to the coordinator failed; will retry'),
+    });
+  }
+
+  /** Runs one step after the previous one finished. */
+  #step<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#serial.then(fn, fn);
+    this.#serial = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Resolves the pipeline a submit request names or carries. */
+  async resolvePipeline(request: SubmitRunRequest): Promise<Pipeline> {
+    if (request.pipelineRef !== undefined) {
+      const [name, version = ''] = request.pipelineRef.split('@');
+      if (!name) throw new InvalidArgumentError('expected "name" or "name@version"', 'pipeline_ref');
+      return this.options.runs.getPipeline(name, version);
+    }
+    if (request.document !== undefined || request.pipeline) return readPipelineOrThrow(request);
+    throw new InvalidArgumentError('one of pipeline_ref, pipeline or document is required', 'target');
+  }
+
+  /**
+   * Asks compliance to validate the pipeline. Structural errors are bad input
+   * (INVALID_ARGUMENT with the field path); a report below the policy's gate
+   * without such errors is FAILED_PRECONDITION.
+   */
+  async admit(pipeline: Pipeline): Promise<Report> {
+    const report = await this.options.validate(pipeline);
+    const errors = report.findings.filter((f) => f.severity === Severity.SEVERITY_ERROR);
+    if (errors.length > 0) throw problemsToError(errors);
+    if (!report.passed) throw new FailedPreconditionError(`pipeline scored ${report.score.toFixed(2)}, below the admission threshold ${report.threshold}`);
+    return report;
+  }
+
+  /** Registers a pipeline version after admission. */
+  async register(pipeline: Pipeline): Promise<Pipeline> {
+    await this.admit(pipeline);
+    return this.options.runs.registerPipeline(pipeline);
+  }
+
+  /** Starts a run and returns its id at once (the same id again for a repeated idempotency key). */
+  async submit(request: SubmitRunRequest): Promise<string> {
+    if (request.idempotencyKey) {
+      const existing = await this.options.runs.findRunByIdempotencyKey(request.idempotencyKey);
+      if (existing) return existing;
+    }
+    const pipeline = await this.resolvePipeline(request);
+    await this.admit(pipeline);
+    for (const key of Object.keys(request.inputs)) {
+      if (!(key in pipeline.inputs)) throw new InvalidArgumentError(`pipeline ${pipeline.name} declares no input "${key}" (declared: ${Object.keys(pipeline.inputs).join(', ') || 'none'})`, `inputs.${key}`);
+    }
+    let deadlineMs: number | undefined;
+    if (request.deadline) {
+      deadlineMs = parseDurationMs(request.deadline);
+      if (deadlineMs === undefined) throw new InvalidArgumentError('expected a duration such as 30m', 'deadline');
+    }
+    const run: ActiveRun = {
+      runId: randomUUID(),
+      pipeline: { ...pipeline, version: pipeline.version || 'inline' },
+      inputs: { ...pipeline.inputs, ...request.inputs },
+      priority: request.priority,
+      status: 'RUNNING',
+      stages: new Map(pipeline.stages.map((stage) => [stage.id, { stage, status: 'PENDING', attemptNumber: 0, failures: 0, outputs: {} }])),
+    };
+    return this.#step(async () => {
+      if (request.idempotencyKey) {
+        const existing = await this.options.runs.findRunByIdempotencyKey(request.idempotencyKey);
+        if (existing) return existing;
+      }
+      const changes: ChangeSet = {
+        newRuns: [{ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: request.idempotencyKey }],
+      };
+      const tasks = this.#advance(run, changes);
+      await this.options.runs.apply(changes);
+      this.#activate(run, deadlineMs);
+      this.#publish(lifecycleEvent('run.submitted', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { version: run.pipeline.version, stages: run.stages.size }));
+      this.#afterCommit(run, tasks);
+      return run.runId;
+    });
+  }
+
+  #activate(run: ActiveRun, deadlineMs: number | undefined): void {
+    if (TERMINAL_RUN_STATES.has(run.status)) return;
+    this.#active.set(run.runId, run);
+    if (deadlineMs !== undefined) {
+      run.deadlineTimer = setTimeout(() => void this.#end(run.runId, 'FAILED', `deadline of ${deadlineMs} ms exceeded`).catch(() => undefined), deadlineMs);
+      run.deadlineTimer.unref();
+    }
+  }
+
+  /** Starts and skips what the DAG allows now; records the writes and returns the tasks to send. */
+  #advance(run: ActiveRun, changes: ChangeSet): Task[] {
+    const states = new Map([...run.stages].map(([id, r]) => [id, r.status]));
+    const step = nextStep(run.pipeline.stages, states);
+    const tasks: Task[] = [];
+    for (const id of step.skip) {
+      run.stages.get(id)!.status = 'SKIPPED';
+      (changes.stages ??= []).push({ runId: run.runId, stageId: id, state: 'SKIPPED' });
+      this.#publish(this.#stageEvent('stage.skipped', run, id, {}));
+    }
+    for (const id of step.start) tasks.push(this.#newAttempt(run, run.stages.get(id)!, changes));
+    const status = runStatus([...run.stages.values()].map((r) => r.status));
+    if (status !== 'RUNNING' && run.status === 'RUNNING') {
+      run.status = status;
+      (changes.runs ??= []).push({ runId: run.runId, state: status, reason: status === 'FAILED' ? this.#failureReason(run) : '' });
+    }
+    return tasks;
+  }
+
+  #failureReason(run: ActiveRun): string {
+    const failed = [...run.stages.values()].filter((r) => r.status === 'FAILED').map((r) => r.stage.id);
+    return failed.length ? `stage${failed.length > 1 ? 's' : ''} ${failed.join(', ')} failed` : '';
+  }
+
+  #newAttempt(run: ActiveRun, record: StageRecord, changes: ChangeSet): Task {
+    const { stage } = record;
+    record.status = 'QUEUED';
+    record.attemptNumber++;
+    record.attemptId = randomUUID();
+    (changes.stages ??= []).push({ runId: run.runId, stageId: stage.id, state: 'QUEUED' });
+    (changes.newAttempts ??= []).push({ attemptId: record.attemptId, runId: run.runId, stageId: stage.id, number: record.attemptNumber, state: 'QUEUED' });
+    const outputs = new Map([...run.stages].map(([id, r]) => [id, r.outputs]));
+    const timeout = stage.timeout || run.pipeline.defaults?.timeout || '';
+    return {
+      attemptId: record.attemptId,
+      runId: run.runId,
+      stageId: stage.id,
+      framework: stage.framework,
+      run: resolveExpressions(stage.run ?? {}, { inputs: run.inputs, outputs }),
+      attempt: record.attemptNumber,
+      timeoutMs: timeout ? (parseDurationMs(timeout) ?? 0) : 0,
+      pipelineName: run.pipeline.name,
+      priority: run.priority,
+      traceparent: '',
+      outputs: stage.outputs,
+    };
+  }
+
+  /** After a step committed: send its tasks, notify watchers, forget finished runs. */
+  #afterCommit(run: ActiveRun, tasks: Task[]): void {
+    for (const task of tasks) this.#publish(this.#stageEvent('stage.ready', run, task.stageId, { attempt: task.attempt, attempt_id: task.attemptId }));
+    if (tasks.length) this.#tasks.add(...tasks);
+    if (TERMINAL_RUN_STATES.has(run.status)) this.#finish(run);
+    this.#notify(run.runId);
+  }
+
+  #finish(run: ActiveRun): void {
+    clearTimeout(run.deadlineTimer);
+    for (const record of run.stages.values()) clearTimeout(record.retryTimer);
+    this.#active.delete(run.runId);
+    this.#publish(lifecycleEvent('run.finished', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { state: run.status }));
+  }
+
+  #stageEvent(type: string, run: ActiveRun, stageId: string, data: Record<string, unknown>) {
+    const framework = run.stages.get(stageId)?.stage.framework ?? '';
+    return lifecycleEvent(type, SOURCE, `run/${run.runId}/stage/${stageId}`, { run_id: run.runId, pipeline: run.pipeline.name, stage_id: stageId, framework }, data);
+  }
+
+  #publish(...events: Parameters<EventPublisher['publish']>): void {
+    this.options.publisher?.publish(...events);
+  }
+
+  /**
+   * Applies a batch of outcomes in one step. An outcome counts only if its
+   * attempt still holds the stage; others are ignored and counted.
+   */
+  applyOutcomes(outcomes: readonly Outcome[]): Promise<{ applied: number; ignored: number }> {
+    return this.#step(async () => {
+      const changes: ChangeSet = {};
+      const touched = new Set<ActiveRun>();
+      let applied = 0;
+      for (const outcome of outcomes) {
+        const run = this.#active.get(outcome.runId);
+        const record = run?.stages.get(outcome.stageId);
+        if (!run || !record || record.attemptId !== outcome.attemptId) {
+          this.ignoredOutcomes++;
+          continue;
+        }
+        applied++;
+        touched.add(run);
+        this.#applyOne(run, record, outcome, changes);
+      }
+      const tasksByRun = new Map<ActiveRun, Task[]>();
+      for (const run of touched) tasksByRun.set(run, this.#advance(run, changes));
+      await this.options.runs.apply(changes);
+      for (const [run, tasks] of tasksByRun) this.#afterCommit(run, tasks);
+      return { applied, ignored: outcomes.length - applied };
+    });
+  }
+
+  #applyOne(run: ActiveRun, record: StageRecord, outcome: Outcome, changes: ChangeSet): void {
+    const state = outcomeState(outcome.status);
+    record.attemptId = undefined;
+    (changes.finishedAttempts ??= []).push({ attemptId: outcome.attemptId, runId: run.runId, stageId: record.stage.id, number: record.attemptNumber, state, nodeId: outcome.nodeId, evidence: outcome.evidence });
+    const data = { attempt: record.attemptNumber, node_id: outcome.nodeId, exit_code: outcome.evidence?.exitCode ?? 0, duration_ms: outcome.evidence?.durationMs ?? 0 };
+    if (state === 'SUCCEEDED') {
+      record.status = 'SUCCEEDED';
+      record.outputs = outcome.outputs;
+      (changes.stages ??= []).push({ runId: run.runId, stageId: record.stage.id, state: 'SUCCEEDED', outputs: outcome.outputs });
+      this.#publish(this.#stageEvent('stage.succeeded', run, record.stage.id, data));
+      return;
+    }
+    const retry = record.stage.retry ?? run.pipeline.defaults?.retry;
+    const maxAttempts = Math.max(1, retry?.maxAttempts ?? 1);
+    if (state === 'FAILED') record.failures++;
+    if (state === 'FAILED' && record.failures < maxAttempts) {
+      const delayMs = retryDelayMs(
+        record.failures,
+        parseDurationMs(retry?.backoff ?? '') ?? DEFAULT_BACKOFF_MS,
+        parseDurationMs(retry?.maxBackoff ?? '') ?? DEFAULT_MAX_BACKOFF_MS,
+      );
+      this.#publish(this.#stageEvent('stage.retrying', run, record.stage.id, { ...data, delay_ms: delayMs, error: outcome.evidence?.error ?? '' }));
+      record.retryTimer = setTimeout(() => void this.#retry(run.runId, record.stage.id).catch((err) => this.options.logger.error({ err }, 'retry failed')), delayMs);
+      return;
+    }
+    record.status = state;
+    (changes.stages ??= []).push({ runId: run.runId, stageId: record.stage.id, state });
+    this.#publish(this.#stageEvent(state === 'CANCELLED' ? 'stage.cancelled' : 'stage.failed', run, record.stage.id, { ...data, error: outcome.evidence?.error ?? '' }));
+  }
+
+  #retry(runId: string, stageId: string): Promise<void> {
+    return this.#step(async () => {
+      const run = this.#active.get(runId);
+      const record = run?.stages.get(stageId);
+      if (!run || !record || record.status !== 'QUEUED' || record.attemptId || this.#stopped) return;
+      const changes: ChangeSet = {};
+      const task = this.#newAttempt(run, record, changes);
+      await this.options.runs.apply(changes);
+      this.#afterCommit(run, [task]);
+    });
+  }
+
+  /** Cancels a run: its queued and running stages stop. A finished run is returned unchanged. */
+  async cancel(runId: string, reason: string): Promise<void> {
+    await this.options.runs.getRun(runId); // NotFoundError for an unknown id
+    await this.#end(runId, 'CANCELLED', reason || 'cancelled by request');
+  }
+
+  #end(runId: string, state: 'CANCELLED' | 'FAILED', reason: string): Promise<void> {
+    return this.#step(async () => {
+      const run = this.#active.get(runId);
+      if (!run) return;
+      const changes: ChangeSet = { runs: [{ runId, state, reason }] };
+      for (const record of run.stages.values()) {
+        if (isTerminal(record.status)) continue;
+        if (record.attemptId) {
+          (changes.finishedAttempts ??= []).push({ attemptId: record.attemptId, runId, stageId: record.stage.id, number: record.attemptNumber, state: 'CANCELLED' });
+          record.attemptId = undefined;
+        }
+        record.status = 'CANCELLED';
+        (changes.stages ??= []).push({ runId, stageId: record.stage.id, state: 'CANCELLED' });
+      }
+      run.status = state;
+      await this.options.runs.apply(changes);
+      this.#afterCommit(run, []);
+      await this.options.cancelTasks([runId], reason).catch((err) => this.options.logger.warn({ err, runId }, 'could not reach the coordinator to stop tasks'));
+    });
+  }
+
+  /**
+   * Resumes the runs a previous process left unfinished: attempts it had in
+   * flight are closed as interrupted and their stages dispatched again (not
+   * counted against retries: stages run at least once).
+   */
+  recover(): Promise<number> {
+    return this.#step(async () => {
+      const ids = await this.options.runs.unfinishedRunIds();
+      for (const runId of ids) {
+        const wire = await this.options.runs.getRun(runId);
+        const pipeline = await this.options.runs.runDefinition(runId);
+        const run: ActiveRun = { runId, pipeline, inputs: wire.inputs, priority: wire.priority, status: 'RUNNING', stages: new Map() };
+        const changes: ChangeSet = {};
+        const tasks: Task[] = [];
+        for (const stage of pipeline.stages) {
+          const stageRun = wire.stages.find((s) => s.stageId === stage.id);
+          const status = stageRun ? (stateName(stageRun.state) as StageStatus) : 'PENDING';
+          const record: StageRecord = {
+            stage,
+            status,
+            attemptNumber: stageRun?.attempts.length ?? 0,
+            failures: stageRun?.attempts.filter((a) => stateName(a.state) === 'FAILED').length ?? 0,
+            outputs: stageRun?.outputs ?? {},
+          };
+          run.stages.set(stage.id, record);
+          for (const attempt of stageRun?.attempts ?? []) {
+            if (attempt.finishedAt) continue;
+            (changes.finishedAttempts ??= []).push({ attemptId: attempt.attemptId, runId, stageId: stage.id, number: attempt.number, state: 'CANCELLED', evidence: { exitCode: -1, durationMs: 0, logTail: '', tests: undefined, httpStatus: 0, error: 'interrupted: the mesh restarted while the attempt ran' } });
+          }
+          if (status === 'QUEUED' || status === 'RUNNING') tasks.push(this.#newAttempt(run, record, changes));
+        }
+        tasks.push(...this.#advance(run, changes));
+        await this.options.runs.apply(changes);
+        this.#activate(run, undefined);
+        this.#afterCommit(run, tasks);
+      }
+      return ids.length;
+    });
+  }
+
+  /** Calls `listener` after every committed change of the run; returns the unsubscribe function. */
+  onRunChange(runId: string, listener: () => void): () => void {
+    let set = this.#listeners.get(runId);
+    if (!set) this.#listeners.set(runId, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.#listeners.delete(runId);
+    };
+  }
+
+  #notify(runId: string): void {
+    for (const listener of this.#listeners.get(runId) ?? []) listener();
+  }
+
+  /** The run as stored now. */
+  getRun(runId: string): Promise<Run> {
+    return this.options.runs.getRun(runId);
+  }
+
+  /** Stops retries and timers and sends tasks still waiting; runs resume on the next start. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#step(async () => {
+      for (const run of this.#active.values()) {
+        clearTimeout(run.deadlineTimer);
+        for (const record of run.stages.values()) clearTimeout(record.retryTimer);
+      }
+    });
+    await this.#tasks.close();
+    for (const set of this.#listeners.values()) for (const listener of set) listener();
+  }
+}
+
+function stateName(state: StageState): string {
+  return (StageState[state] ?? '').replace('STAGE_STATE_', '');
+}

@@ -1,0 +1,29 @@
+import { OutcomeStatus, type Task } from '../../common/proto.js';
+import { emptyEvidence, type AttemptResult, type FrameworkAdapter } from './framework-adapter.js';
+
+/** Calls an HTTP endpoint; succeeds when the status is the expected one (any 2xx by default). */
+export class HttpAdapter implements FrameworkAdapter {
+  readonly framework = 'http';
+
+  async run(task: Task, signal: AbortSignal): Promise<AttemptResult> {
+    const spec = (task.run ?? {}) as { method?: string; url: string; headers?: Record<string, string>; body?: string; expect?: { status?: number } };
+    const started = Date.now();
+    const signals = [signal, ...(task.timeoutMs > 0 ? [AbortSignal.timeout(task.timeoutMs)] : [])];
+    try {
+      const response = await fetch(spec.url, { method: spec.method ?? 'GET', headers: spec.headers, body: spec.body, signal: AbortSignal.any(signals) });
+      const body = await response.text();
+      const ok = spec.expect?.status ? response.status === spec.expect.status : response.ok;
+      const evidence = emptyEvidence({ httpStatus: response.status, durationMs: Date.now() - started, logTail: body.slice(-4096) });
+      if (!ok) evidence.error = `expected status ${spec.expect?.status ?? '2xx'}, got ${response.status}`;
+      return { status: ok ? OutcomeStatus.OUTCOME_STATUS_SUCCEEDED : OutcomeStatus.OUTCOME_STATUS_FAILED, evidence, outputs: {} };
+    } catch (err) {
+      const cancelled = signal.aborted;
+      const timedOut = !cancelled && (err as Error).name === 'TimeoutError';
+      return {
+        status: cancelled ? OutcomeStatus.OUTCOME_STATUS_CANCELLED : timedOut ? OutcomeStatus.OUTCOME_STATUS_TIMED_OUT : OutcomeStatus.OUTCOME_STATUS_FAILED,
+        evidence: emptyEvidence({ durationMs: Date.now() - started, error: `${spec.method ?? 'GET'} ${spec.url}: ${(err as Error).message}` }),
+        outputs: {},
+      };
+    }
+  }
+}

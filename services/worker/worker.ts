@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
+import { Batcher } from '../common/batcher.js';
+import type { Logger } from '../common/logger.js';
+import { CoordinatorClient, OutcomeStatus, type ConnectRequest, type ConnectResponse, type Outcome, type Task } from '../common/proto.js';
+import { emptyEvidence, type FrameworkAdapter } from './adapters/framework-adapter.js';
+import { HttpAdapter } from './adapters/http-adapter.js';
+import { ShellAdapter } from './adapters/shell-adapter.js';
+import { SleepAdapter } from './adapters/sleep-adapter.js';
+
+export interface WorkerOptions {
+  /** Coordinator address, "host:port". */
+  address: string;
+  logger: Logger;
+  /** @default "<hostname>-<random>" */
+  nodeId?: string;
+  /** Stages run at once. @default 8 */
+  capacity?: number;
+  /** Adapters to offer. @default shell, http, noop, sleep */
+  adapters?: FrameworkAdapter[];
+  /** How long stop() lets running stages finish before cancelling them. @default 10000 */
+  drainTimeoutMs?: number;
+}
+
+export type WorkerState = 'connecting' | 'running' | 'draining' | 'stopped';
+
+/** The adapters every worker offers by default. */
+export function defaultAdapters(): FrameworkAdapter[] {
+  return [new ShellAdapter(), new HttpAdapter(), new SleepAdapter('noop'), new SleepAdapter('sleep')];
+}
+
+/** Delay before reconnecting after the Connect stream broke. */
+const RECONNECT_DELAY_MS = 500;
+
+/**
+ * A worker node: connects out to a coordinator over the Connect stream, grants
+ * credits for its free capacity, runs the tasks it receives with its framework
+ * adapters, renews leases by heartbeat and streams outcomes back in batches.
+ */
+export class Worker {
+  #state: WorkerState = 'connecting';
+  #stream?: ClientDuplexStream<ConnectRequest, ConnectResponse>;
+  #heartbeat?: NodeJS.Timeout;
+  #reconnect?: NodeJS.Timeout;
+  #stopping?: Promise<void>;
+  readonly #running = new Map<string, AbortController>();
+  readonly #client: CoordinatorClient;
+  readonly #adapters: Map<string, FrameworkAdapter>;
+  readonly #outcomes: Batcher<Outcome>;
+  readonly nodeId: string;
+  readonly capacity: number;
+  /** Resolves when the worker is stopped; never rejects. */
+  readonly closed: Promise<void>;
+  #resolveClosed!: () => void;
+
+  private constructor(private readonly options: WorkerOptions) {
+    this.nodeId = options.nodeId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
+    this.capacity = options.capacity ?? 8;
+    this.#adapters = new Map((options.adapters ?? defaultAdapters()).map((a) => [a.framework, a]));
+    this.#client = new CoordinatorClient(options.address, credentials.createInsecure());
+    this.#outcomes = new Batcher<Outcome>({
+      maxBatch: 500,
+      maxDelayMs: 1,
+      flush: async (outcomes) => {
+        if (!this.#stream) throw new Error('not connected');
+        this.#stream.write({ outcomes: { outcomes } });
+      },
+    });
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+  }
+
+  /** Starts the worker; it connects (and reconnects) in the background. */
+  static async start(options: WorkerOptions): Promise<Worker> {
+    const worker = new Worker(options);
+    worker.#connect();
+    return worker;
+  }
+
+  get state(): WorkerState {
+    return this.#state;
+  }
+
+  get frameworks(): string[] {
+    return [...this.#adapters.keys()];
+  }
+
+  #connect(): void {
+    const stream = this.#client.connect();
+    this.#stream = stream;
+    stream.write({ hello: { nodeId: this.nodeId, frameworks: this.frameworks, capacity: this.capacity, labels: { host: hostname() } } });
+    stream.on('data', (message: ConnectResponse) => this.#onMessage(message));
+    stream.on('error', (err) => {
+      if (this.#state !== 'stopped') this.options.logger.warn({ err: err.message }, 'connection to coordinator lost');
+    });
+    stream.on('close', () => {
+      if (this.#stream === stream) this.#stream = undefined;
+      clearInterval(this.#heartbeat);
+      if (this.#state === 'running' || this.#state === 'connecting') {
+        this.#state = 'connecting';
+        this.#reconnect = setTimeout(() => this.#connect(), RECONNECT_DELAY_MS);
+      }
+    });
+  }
+
+  #onMessage(message: ConnectResponse): void {
+    if (message.welcome) {
+      this.#state = 'running';
+      const free = this.capacity - this.#running.size;
+      if (free > 0) this.#stream?.write({ credits: { credits: free } });
+      clearInterval(this.#heartbeat);
+      this.#heartbeat = setInterval(() => {
+        if (this.#running.size > 0) this.#stream?.write({ heartbeat: { attemptIds: [...this.#running.keys()] } });
+      }, Number(message.welcome.heartbeatIntervalMs) || 10_000);
+      this.options.logger.info({ nodeId: this.nodeId, frameworks: this.frameworks, capacity: this.capacity }, 'worker connected');
+    } else if (message.tasks) {
+      for (const task of message.tasks.tasks) void this.#runTask(task);
+    } else if (message.cancel) {
+      for (const id of message.cancel.attemptIds) this.#running.get(id)?.abort();
+    } else if (message.drain) {
+      this.#state = 'draining';
+    }
+  }
+
+  async #runTask(task: Task): Promise<void> {
+    const controller = new AbortController();
+    this.#running.set(task.attemptId, controller);
+    const adapter = this.#adapters.get(task.framework);
+    let outcome: Outcome;
+    try {
+      const result = adapter
+        ? await adapter.run(task, controller.signal)
+        : { status: OutcomeStatus.OUTCOME_STATUS_FAILED, evidence: emptyEvidence({ exitCode: -1, error: `this worker cannot run framework "${task.framework}"` }), outputs: {} };
+      outcome = { attemptId: task.attemptId, runId: task.runId, stageId: task.stageId, nodeId: this.nodeId, ...result };
+    } catch (err) {
+      outcome = {
+        attemptId: task.attemptId,
+        runId: task.runId,
+        stageId: task.stageId,
+        nodeId: this.nodeId,
+        status: OutcomeStatus.OUTCOME_STATUS_FAILED,
+        evidence: emptyEvidence({ exitCode: -1, error: `adapter failed: ${(err as Error).message}` }),
+        outputs: {},
+      };
+    }
+    this.#running.delete(task.attemptId);
+    this.#outcomes.add(outcome);
+    if (this.#state === 'running') this.#stream?.write({ credits: { credits: 1 } });
+  }
+
+  /**
+   * Stops taking tasks, lets running stages finish (up to the drain timeout,
+   * then cancels them), sends their outcomes and closes the stream. Safe to
+   * call twice: returns the same promise.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#state = 'draining';
+      clearTimeout(this.#reconnect);
+      const deadline = Date.now() + (this.options.drainTimeoutMs ?? 10_000);
+      while (this.#running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const controller of this.#running.values()) controller.abort();
+      while (this.#running.size > 0) await new Promise((r) => setTimeout(r, 20));
+      await this.#outcomes.close();
+      this.#state = 'stopped';
+      clearInterval(this.#heartbeat);
+      this.#stream?.end();
+      this.#client.close();
+      this.#resolveClosed();
+    })();
+    return this.#stopping;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
