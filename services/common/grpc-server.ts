@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedHandleCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { loadFileDescriptorSetFromBuffer, loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Logger } from 'pino';
@@ -30,11 +31,31 @@ export type GrpcServerState = 'serving' | 'stopping' | 'stopped';
 
 let reflectionPackage: PackageDefinition | undefined;
 
-/** The stagemesh contracts plus grpc.health.v1, as reflection describes them. */
+/**
+ * The raw FileDescriptorProtos of a FileDescriptorSet (field 1, repeated),
+ * kept byte for byte so reflection serves each file with its real name,
+ * dependency list and options (such as google.api.http).
+ */
+function filesOfDescriptorSet(bytes: Uint8Array): Uint8Array[] {
+  const reader = new BinaryReader(bytes);
+  const files: Uint8Array[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) files.push(reader.bytes());
+    else reader.skip(wireType);
+  }
+  return files;
+}
+
+/**
+ * The stagemesh contracts plus grpc.health.v1, as reflection describes them.
+ * @grpc/reflection reads only `fileDescriptorProtos` of each entry, so the
+ * files built by buf are handed over as they are.
+ */
 function reflectionPackageDefinition(): PackageDefinition {
   reflectionPackage ??= {
-    ...loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath())),
     ...loadSync(healthProtoPath),
+    'stagemesh.v1': { fileDescriptorProtos: filesOfDescriptorSet(readFileSync(descriptorSetPath())) } as unknown as PackageDefinition[string],
   };
   return reflectionPackage;
 }

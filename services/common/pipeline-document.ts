@@ -85,13 +85,13 @@ export function parseDocumentText(text: string): { data?: unknown; problems: Doc
       problems: [{ ruleId: 'UCL5-size', fieldPath: 'document', message: `definition is ${bytes} bytes, over the limit of ${MAX_DOCUMENT_BYTES}`, fix: 'split the pipeline or move data out of it' }],
     };
   }
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
     return {
       problems: doc.errors.map((e) => ({
         ruleId: 'UCL1-syntax',
         fieldPath: 'document',
-        message: `${e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}: ` : ''}${e.message.split('\n')[0]}`,
+        message: `${e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}: ` : ''}${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`,
         fix: 'fix the YAML/JSON syntax',
       })),
     };

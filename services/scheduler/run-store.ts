@@ -100,9 +100,13 @@ export class RunStore {
       const seq = (last?.seq ?? 0) + 1;
       const version = pipeline.version || String(seq);
       const stored = { ...pipeline, version };
-      const [existing] = await tx.query<{ definition: Pipeline }>('SELECT definition FROM pipelines WHERE name = $1 AND version = $2', [pipeline.name, version]);
+      // jsonb equality compares content, not key order.
+      const [existing] = await tx.query<{ definition: Pipeline; same: boolean }>(
+        'SELECT definition, definition = $3::jsonb AS same FROM pipelines WHERE name = $1 AND version = $2',
+        [pipeline.name, version, json(stored)],
+      );
       if (existing) {
-        if (json(existing.definition) === json(stored)) return existing.definition;
+        if (existing.same) return existing.definition;
         throw new AlreadyExistsError(`pipeline ${pipeline.name}@${version} already exists with a different definition; register a new version`);
       }
       await tx.query('INSERT INTO pipelines (name, version, seq, definition) VALUES ($1, $2, $3, $4)', [pipeline.name, version, seq, json(stored)]);

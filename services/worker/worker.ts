@@ -19,7 +19,11 @@ export interface WorkerOptions {
   capacity?: number;
   /** Adapters to offer. @default shell, http, noop, sleep */
   adapters?: FrameworkAdapter[];
-  /** How long stop() lets running stages finish before cancelling them. @default 10000 */
+  /**
+   * How long stop() lets running stages finish. Stages still running then are
+   * stopped without reporting an outcome, so their lease lapses and they run
+   * again (at-least-once). @default 10000
+   */
   drainTimeoutMs?: number;
 }
 
@@ -44,6 +48,8 @@ export class Worker {
   #heartbeat?: NodeJS.Timeout;
   #reconnect?: NodeJS.Timeout;
   #stopping?: Promise<void>;
+  /** Set when stop() gives up on running stages: their outcomes are not reported, so they run again elsewhere or after a restart. */
+  #abandoning = false;
   readonly #running = new Map<string, AbortController>();
   readonly #client: CoordinatorClient;
   readonly #adapters: Map<string, FrameworkAdapter>;
@@ -144,6 +150,7 @@ export class Worker {
       };
     }
     this.#running.delete(task.attemptId);
+    if (this.#abandoning) return;
     this.#outcomes.add(outcome);
     if (this.#state === 'running') this.#stream?.write({ credits: { credits: 1 } });
   }
@@ -159,6 +166,8 @@ export class Worker {
       clearTimeout(this.#reconnect);
       const deadline = Date.now() + (this.options.drainTimeoutMs ?? 10_000);
       while (this.#running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      this.#abandoning = this.#running.size > 0;
+      if (this.#abandoning) this.options.logger.warn({ attempts: this.#running.size }, 'drain timeout: stopping running stages; they will run again');
       for (const controller of this.#running.values()) controller.abort();
       while (this.#running.size > 0) await new Promise((r) => setTimeout(r, 20));
       await this.#outcomes.close();

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveMeshConfig } from './config.js';
+import { ConfigError } from './errors.js';
+
+describe('resolveMeshConfig()', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stagemesh-config-'));
+  const file = (text: string) => {
+    const path = join(dir, `c${Math.random()}.yaml`);
+    writeFileSync(path, text);
+    return path;
+  };
+
+  it('applies the documented defaults', () => {
+    assert.deepEqual(resolveMeshConfig({}, {}), {
+      host: '127.0.0.1',
+      grpcPort: 50051,
+      httpPort: 8080,
+      dataDir: '.stagemesh',
+      logLevel: 'info',
+      workerCapacity: 8,
+      leaseTtlMs: 30_000,
+      shutdownTimeoutMs: 10_000,
+    });
+  });
+
+  it('prefers flags over environment over file', () => {
+    const config = file('grpc_port: 1000\nhttp_port: 1001\ndata_dir: /from/file\nlease_ttl: 5s\n');
+    const resolved = resolveMeshConfig({ grpcPort: '3000', config }, { STAGEMESH_GRPC_PORT: '2000', STAGEMESH_HTTP_PORT: '2001' });
+    assert.equal(resolved.grpcPort, 3000);
+    assert.equal(resolved.httpPort, 2001);
+    assert.equal(resolved.dataDir, '/from/file');
+    assert.equal(resolved.leaseTtlMs, 5000);
+  });
+
+  it('reads the file named by STAGEMESH_CONFIG', () => {
+    assert.equal(resolveMeshConfig({}, { STAGEMESH_CONFIG: file('worker_capacity: 3') }).workerCapacity, 3);
+  });
+
+  it('names the variable holding a bad value', () => {
+    assert.throws(() => resolveMeshConfig({}, { STAGEMESH_GRPC_PORT: 'abc' }), (err: unknown) => err instanceof ConfigError && err.key === 'STAGEMESH_GRPC_PORT' && /port number/.test(err.message));
+  });
+
+  it('names the flag holding a bad value', () => {
+    assert.throws(() => resolveMeshConfig({ logLevel: 'loud' }, {}), (err: unknown) => err instanceof ConfigError && err.key === '--log-level');
+  });
+
+  it('refuses unknown settings in the file', () => {
+    assert.throws(() => resolveMeshConfig({ config: file('grpc_prot: 1') }, {}), (err: unknown) => err instanceof ConfigError && err.key === 'grpc_prot');
+  });
+
+  it('refuses a file that is not a YAML mapping, or is missing', () => {
+    assert.throws(() => resolveMeshConfig({ config: file('- a') }, {}), ConfigError);
+    assert.throws(() => resolveMeshConfig({ config: file('a: [') }, {}), ConfigError);
+    assert.throws(() => resolveMeshConfig({ config: join(dir, 'missing.yaml') }, {}), ConfigError);
+    assert.equal(resolveMeshConfig({ config: file('') }, {}).grpcPort, 50051);
+  });
+});
