@@ -47,8 +47,8 @@ export function serverStream<Req, Res>(
     fn(call.request, write, controller.signal).then(
       () => call.end(),
       (err: unknown) => {
-        if (controller.signal.aborted) return;
-        call.destroy(toServiceError(err, logger));
+        // grpc-js turns an 'error' event into the call's status (destroy() would skip it).
+        if (!controller.signal.aborted) call.emit('error', toServiceError(err, logger));
       },
     );
   };
@@ -81,7 +81,7 @@ export function bidiStream<Req, Res>(
     fn(call, controller.signal).then(
       () => call.end(),
       (err: unknown) => {
-        if (!controller.signal.aborted) call.destroy(toServiceError(err, logger));
+        if (!controller.signal.aborted) call.emit('error', toServiceError(err, logger));
       },
     );
   };

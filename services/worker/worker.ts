@@ -102,9 +102,11 @@ export class Worker {
     stream.on('close', () => {
       if (this.#stream === stream) this.#stream = undefined;
       clearInterval(this.#heartbeat);
-      if (this.#state === 'running' || this.#state === 'connecting') {
+      if (!this.#stopping && (this.#state === 'running' || this.#state === 'connecting')) {
         this.#state = 'connecting';
-        this.#reconnect = setTimeout(() => this.#connect(), RECONNECT_DELAY_MS);
+        this.#reconnect = setTimeout(() => {
+          if (!this.#stopping) this.#connect();
+        }, RECONNECT_DELAY_MS);
       }
     });
   }
