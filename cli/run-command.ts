@@ -64,12 +64,13 @@ export function registerRunCommand(program: Command): void {
       const document = await readInputFile(file);
       const priority = Number(opts.priority);
       if (!Number.isInteger(priority)) throw new CliError(`--priority expects an integer, got "${opts.priority}"`, ExitCode.USAGE);
+      const inputs = parseKeyValues(opts.input, '--input');
       const clients = createMeshClients(address);
       let run: Run;
       try {
         const response = await callUnary(clients.scheduler.submitRun.bind(clients.scheduler), {
           document,
-          inputs: parseKeyValues(opts.input, '--input'),
+          inputs,
           idempotencyKey: opts.idempotencyKey ?? '',
           priority,
           deadline: opts.deadline ?? '',

@@ -65,10 +65,11 @@ describe('admission - bad input is refused with INVALID_ARGUMENT and nothing is 
   });
 
   it('refuses bad subscriptions on the event bus', async () => {
-    for (const [request, fieldPath] of [
+    const cases: [{ subjects: string[]; consumer?: string }, string][] = [
       [{ subjects: ['a.>.b'] }, 'subjects[0]'],
       [{ subjects: [], consumer: 'durable' }, 'consumer'],
-    ] as const) {
+    ];
+    for (const [request, fieldPath] of cases) {
       const err = await new Promise<ServiceError>((resolve) => {
         const stream = t.clients.eventBus.subscribe({ filter: {}, consumer: '', ackTimeout: '', maxDeliver: 0, ...request });
         stream.on('data', () => undefined);

@@ -23,34 +23,47 @@ async function serveConnect(
   signal: AbortSignal,
 ): Promise<void> {
   let session: NodeSession | undefined;
-  try {
-    for await (const message of call as AsyncIterable<ConnectRequest>) {
-      if (!session) {
-        if (!message.hello) throw new InvalidArgumentError('the first message on Connect must be hello', 'hello');
-        const { hello } = message;
-        if (hello.frameworks.length === 0) throw new InvalidArgumentError('a worker must advertise at least one framework', 'hello.frameworks');
-        if (hello.capacity < 1) throw new InvalidArgumentError('capacity must be at least 1', 'hello.capacity');
-        session = {
-          nodeId: hello.nodeId || `node-${randomUUID().slice(0, 8)}`,
-          frameworks: new Set(hello.frameworks),
-          capacity: hello.capacity,
-          credits: 0,
-          draining: false,
-          connectedAt: new Date(),
-          labels: hello.labels,
-          send: (m) => call.write(m),
-        };
-        call.write({ welcome: { nodeId: session.nodeId, leaseTtlMs: coordinator.leaseTtlMs, heartbeatIntervalMs: coordinator.heartbeatIntervalMs } });
-        coordinator.connect(session);
-      } else if (message.credits) {
-        coordinator.grantCredits(session.nodeId, message.credits.credits);
-      } else if (message.heartbeat) {
-        coordinator.heartbeat(session.nodeId, message.heartbeat.attemptIds);
-      } else if (message.outcomes) {
-        coordinator.receiveOutcomes(session.nodeId, message.outcomes.outcomes);
-      }
-      if (signal.aborted) break;
+  const onMessage = (message: ConnectRequest) => {
+    if (!session) {
+      if (!message.hello) throw new InvalidArgumentError('the first message on Connect must be hello', 'hello');
+      const { hello } = message;
+      if (hello.frameworks.length === 0) throw new InvalidArgumentError('a worker must advertise at least one framework', 'hello.frameworks');
+      if (hello.capacity < 1) throw new InvalidArgumentError('capacity must be at least 1', 'hello.capacity');
+      session = {
+        nodeId: hello.nodeId || `node-${randomUUID().slice(0, 8)}`,
+        frameworks: new Set(hello.frameworks),
+        capacity: hello.capacity,
+        credits: 0,
+        draining: false,
+        connectedAt: new Date(),
+        labels: hello.labels,
+        send: (m) => call.write(m),
+      };
+      call.write({ welcome: { nodeId: session.nodeId, leaseTtlMs: coordinator.leaseTtlMs, heartbeatIntervalMs: coordinator.heartbeatIntervalMs } });
+      coordinator.connect(session);
+    } else if (message.credits) {
+      coordinator.grantCredits(session.nodeId, message.credits.credits);
+    } else if (message.heartbeat) {
+      coordinator.heartbeat(session.nodeId, message.heartbeat.attemptIds);
+    } else if (message.outcomes) {
+      coordinator.receiveOutcomes(session.nodeId, message.outcomes.outcomes);
     }
+  };
+  try {
+    // Events rather than for-await: the async iterator would destroy the call
+    // when the worker half-closes, and the final status would never be sent.
+    await new Promise<void>((resolve, reject) => {
+      call.on('data', (message: ConnectRequest) => {
+        try {
+          onMessage(message);
+        } catch (err) {
+          reject(err);
+        }
+      });
+      call.once('end', resolve);
+      call.once('error', reject);
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
   } finally {
     if (session) coordinator.disconnect(session.nodeId, signal.aborted ? 'stream cancelled' : 'stream closed');
   }

@@ -55,6 +55,7 @@ export class Coordinator {
   readonly #outcomes: Batcher<Outcome>;
   readonly #sweep: NodeJS.Timeout;
   #dispatchScheduled = false;
+  #stopping = false;
   /** Outcomes ignored because their attempt no longer held the lease. */
   duplicateOutcomes = 0;
   readonly leaseTtlMs: number;
@@ -206,6 +207,9 @@ export class Coordinator {
   }
 
   #failLost(attemptIds: readonly string[], nodeId: string, error: string): void {
+    // While the mesh stops, nodes leave because of the shutdown itself: their
+    // attempts are interrupted, not failed, and run again when the mesh resumes.
+    if (this.#stopping) return;
     for (const attemptId of attemptIds) {
       const running = this.#running.get(attemptId);
       if (!running) continue;
@@ -214,8 +218,17 @@ export class Coordinator {
     }
   }
 
+  /**
+   * Starts a shutdown: outcomes still arriving are accepted, but attempts of
+   * nodes that leave are no longer reported as failed (see #failLost).
+   */
+  beginStop(): void {
+    this.#stopping = true;
+  }
+
   /** Sends the outcomes still waiting and stops the lease sweep. */
   async stop(): Promise<void> {
+    this.beginStop();
     clearInterval(this.#sweep);
     await this.#outcomes.close();
   }

@@ -113,6 +113,7 @@ export class EmbeddedMesh {
       const p = this.parts;
       p.server.setServing(false);
       const results = await Promise.allSettled([p.edge.stop()]);
+      p.coordinator.beginStop();
       await p.worker.stop();
       await p.coordinator.stop();
       await p.scheduler.stop();

@@ -34,6 +34,9 @@ export function defaultAdapters(): FrameworkAdapter[] {
   return [new ShellAdapter(), new HttpAdapter(), new SleepAdapter('noop'), new SleepAdapter('sleep')];
 }
 
+/** How long stop() waits for the coordinator to end the Connect stream. */
+const STREAM_END_TIMEOUT_MS = 5_000;
+
 /** Delay before reconnecting after the Connect stream broke. */
 const RECONNECT_DELAY_MS = 500;
 
@@ -175,7 +178,13 @@ export class Worker {
       await this.#outcomes.close();
       this.#state = 'stopped';
       clearInterval(this.#heartbeat);
-      this.#stream?.end();
+      const stream = this.#stream;
+      if (stream) {
+        // Half-close and wait for the coordinator to end the call: it has then read every outcome sent.
+        const ended = new Promise<void>((resolve) => stream.once('status', () => resolve()));
+        stream.end();
+        await Promise.race([ended, new Promise<void>((resolve) => setTimeout(resolve, STREAM_END_TIMEOUT_MS).unref())]);
+      }
       this.#client.close();
       this.#resolveClosed();
     })();
