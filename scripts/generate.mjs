@@ -11,6 +11,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const buf = join(dirname(require.resolve('@bufbuild/buf/package.json')), 'bin', 'buf');
 const googleProtos = join(dirname(require.resolve('google-proto-files/package.json')), 'google');
+const healthProto = join(dirname(require.resolve('grpc-health-check/package.json')), 'proto', 'health', 'v1', 'health.proto');
 
 rmSync(join(root, 'generated'), { recursive: true, force: true });
 const deps = join(root, 'generated', 'proto-deps', 'google', 'api');
@@ -18,6 +19,10 @@ mkdirSync(deps, { recursive: true });
 for (const file of ['annotations.proto', 'http.proto']) {
   cpSync(join(googleProtos, 'api', file), join(deps, file));
 }
+// grpc.health.v1 joins the descriptor set so reflection describes it as buf built it.
+const healthDir = join(root, 'generated', 'proto-deps', 'grpc', 'health', 'v1');
+mkdirSync(healthDir, { recursive: true });
+cpSync(healthProto, join(healthDir, 'health.proto'));
 
 const run = (...args) => execFileSync(buf, args, { cwd: root, stdio: 'inherit' });
 if (process.argv.includes('--lint')) run('lint');

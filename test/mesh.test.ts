@@ -67,6 +67,8 @@ describe('mesh - embedded profile over gRPC', function () {
     const listed = (await run(t.address, 'list')).split('\n');
     for (const name of Object.values(SERVICE_NAMES)) assert.ok(listed.includes(name), `${name} missing from:\n${listed.join('\n')}`);
     assert.ok(listed.includes('grpc.health.v1.Health'));
+    const health = await run('-d', '{"service":"stagemesh.v1.Scheduler"}', t.address, 'grpc.health.v1.Health/Check');
+    assert.match(health, /"status": "SERVING"/);
     const described = await run(t.address, 'describe', 'stagemesh.v1.Scheduler');
     assert.match(described, /rpc RunAndWait/);
     assert.match(described, /rpc WatchRun \( \.stagemesh\.v1\.WatchRunRequest \) returns \( stream \.stagemesh\.v1\.WatchRunResponse \)/);

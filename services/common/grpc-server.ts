@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedHandleCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
-import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import type { PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { descriptorSetPath } from './paths.js';
 import type { ServiceName } from './proto.js';
@@ -48,13 +48,12 @@ function filesOfDescriptorSet(bytes: Uint8Array): Uint8Array[] {
 }
 
 /**
- * The stagemesh contracts plus grpc.health.v1, as reflection describes them.
- * @grpc/reflection reads only `fileDescriptorProtos` of each entry, so the
- * files built by buf are handed over as they are.
+ * The stagemesh contracts plus grpc.health.v1 (both in buf's descriptor set),
+ * as reflection describes them. @grpc/reflection reads only the
+ * `fileDescriptorProtos` of each entry, so the files are handed over as built.
  */
 function reflectionPackageDefinition(): PackageDefinition {
   reflectionPackage ??= {
-    ...loadSync(healthProtoPath),
     'stagemesh.v1': { fileDescriptorProtos: filesOfDescriptorSet(readFileSync(descriptorSetPath())) } as unknown as PackageDefinition[string],
   };
   return reflectionPackage;
