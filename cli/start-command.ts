@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolveMeshConfig, type ConfigInput } from '../services/common/config.js';
-import { ConfigError } from '../services/common/errors.js';
+import { ConfigError, UnavailableError } from '../services/common/errors.js';
 import { createLogger } from '../services/common/logger.js';
 import { EmbeddedMesh } from '../services/mesh/embedded-mesh.js';
 import { CliError, ExitCode } from './cli-error.js';
@@ -26,7 +26,9 @@ export function registerStartCommand(program: Command): void {
       }
       const logger = createLogger({ level: config.logLevel });
       const started = Date.now();
-      const mesh = await EmbeddedMesh.start(config, logger);
+      const mesh = await EmbeddedMesh.start(config, logger).catch((err: unknown) => {
+        throw err instanceof UnavailableError ? new CliError(err.message, ExitCode.FAILED, { cause: err }) : err;
+      });
       process.stdout.write(
         `stagemesh ready in ${Date.now() - started} ms: gRPC ${config.host}:${mesh.grpcPort} (scheduler, coordinator, event-bus, compliance, metrics), ` +
           `HTTP http://${config.host}:${mesh.httpPort}/healthz, data ${config.dataDir}\n` +

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { Coordinator, createCoordinatorService } from '../coordinator/index.js';
 import { createComplianceService } from '../compliance/index.js';
 import type { MeshConfig } from '../common/config.js';
+import { UnavailableError } from '../common/errors.js';
 import { EventPublisher, publishBatchTo } from '../common/event-publisher.js';
 import { callUnary, createMeshClients, type MeshClients } from '../common/grpc-client.js';
 import { GrpcServer } from '../common/grpc-server.js';
@@ -14,6 +15,13 @@ import { Worker } from '../worker/index.js';
 import { HttpEdge } from '../../gateway/index.js';
 
 export type MeshState = 'running' | 'stopping' | 'stopped';
+
+/** Says which port is taken, instead of grpc-js's or Node's generic bind error. */
+function portError(err: unknown, what: string, port: number): Error {
+  const text = String((err as Error)?.message ?? err);
+  if (!/EADDRINUSE/.test(text)) return err as Error;
+  return new UnavailableError(`${what} port ${port} is already in use (another stagemesh running?); stop it or choose another port`, { cause: err });
+}
 
 /**
  * The embedded profile: all five services on one gRPC port, one local worker,
@@ -47,10 +55,25 @@ export class EmbeddedMesh {
     this.closed = new Promise((r) => (this.#resolveClosed = r));
   }
 
-  /** Opens the store, starts every service, resumes unfinished runs, connects the worker and opens the edge. */
+  /**
+   * Opens the store, starts every service, resumes unfinished runs, connects
+   * the worker and opens the edge. If any step fails, what was started is
+   * stopped again before the error is thrown.
+   */
   static async start(config: MeshConfig, logger: Logger): Promise<EmbeddedMesh> {
+    const cleanups: (() => Promise<void> | void)[] = [];
+    try {
+      return await EmbeddedMesh.#start(config, logger, cleanups);
+    } catch (err) {
+      for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  static async #start(config: MeshConfig, logger: Logger, cleanups: (() => Promise<void> | void)[]): Promise<EmbeddedMesh> {
     const dataDir = config.dataDir.startsWith('memory://') ? config.dataDir : resolve(config.dataDir);
     const store = await PgliteStore.open(dataDir);
+    cleanups.push(() => store.close());
     const runStore = new RunStore(store);
     const eventLog = new MemoryEventLog();
     const recorder = new MetricsRecorder();
@@ -61,6 +84,7 @@ export class EmbeddedMesh {
       return clients;
     };
     const publisher = new EventPublisher(publishBatchTo(() => client().eventBus), logger);
+    cleanups.push(() => publisher.close());
     const scheduler = new Scheduler({
       logger,
       runs: runStore,
@@ -69,12 +93,14 @@ export class EmbeddedMesh {
       enqueue: async (tasks) => void (await callUnary(client().coordinator.enqueueTasks.bind(client().coordinator), { tasks }, { timeoutMs: 10_000 })),
       cancelTasks: async (runIds, reason) => void (await callUnary(client().coordinator.cancelTasks.bind(client().coordinator), { runIds, reason }, { timeoutMs: 10_000 })),
     });
+    cleanups.push(() => scheduler.stop());
     const coordinator = new Coordinator({
       logger,
       leaseTtlMs: config.leaseTtlMs,
       publisher,
       reportOutcomes: async (outcomes) => void (await callUnary(client().scheduler.reportOutcomes.bind(client().scheduler), { outcomes }, { timeoutMs: 10_000 })),
     });
+    cleanups.push(() => coordinator.stop());
     const server = await GrpcServer.start({
       host: config.host,
       port: config.grpcPort,
@@ -87,14 +113,22 @@ export class EmbeddedMesh {
         createComplianceService(logger),
         createMetricsService(logger, recorder),
       ],
+    }).catch((err: unknown) => {
+      throw portError(err, 'gRPC', config.grpcPort);
     });
+    cleanups.push(() => server.forceStop());
     const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`;
     clients = createMeshClients(address);
+    cleanups.push(() => clients?.close());
     const stopMetrics = followLifecycleEvents(clients.eventBus, recorder, logger);
+    cleanups.push(stopMetrics);
     const resumed = await scheduler.recover();
     if (resumed > 0) logger.info({ runs: resumed }, 'resumed unfinished runs');
     const worker = await Worker.start({ address, logger, capacity: config.workerCapacity, nodeId: 'embedded-worker', drainTimeoutMs: config.shutdownTimeoutMs });
-    const edge = await HttpEdge.start({ host: config.host, port: config.httpPort, clients, logger });
+    cleanups.push(() => worker.stop());
+    const edge = await HttpEdge.start({ host: config.host, port: config.httpPort, clients, logger }).catch((err: unknown) => {
+      throw portError(err, 'HTTP', config.httpPort);
+    });
     return new EmbeddedMesh(config, server.port, edge.port, { logger, store, server, clients, scheduler, coordinator, publisher, worker, edge, stopMetrics });
   }
 
