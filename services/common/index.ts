@@ -1,0 +1,15 @@
+export { Batcher, type BatcherOptions } from './batcher.js';
+export { resolveMeshConfig, type ConfigInput, type MeshConfig } from './config.js';
+export { danglingNeeds, duplicateStageIds, findCycle, isTerminal, nextStep, runStatus, StageStatus, When, type DagStage, type DagStep } from './dag.js';
+export { formatDurationMs, parseDurationMs } from './duration.js';
+export * from './errors.js';
+export { EventPublisher, lifecycleEvent, publishBatchTo } from './event-publisher.js';
+export { callUnary, createMeshClients, type CallOpts, type MeshClients } from './grpc-client.js';
+export { GrpcServer, type GrpcServerOptions, type GrpcServerState, type ServiceRegistration } from './grpc-server.js';
+export { FIELD_PATH_METADATA, isServiceError, toServiceError } from './grpc-status.js';
+export { bidiStream, clientStream, serverStream, unary } from './handlers.js';
+export { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
+export { descriptorSetPath, packageRoot } from './paths.js';
+export { PgliteStore } from './pglite-store.js';
+export { MAX_DOCUMENT_BYTES, readPipeline, readPipelineOrThrow, type DocumentProblem } from './pipeline-document.js';
+export { migrate, MIGRATIONS, type Queryable, type Store } from './store.js';

@@ -1,0 +1,1 @@
+export { EmbeddedMesh, type MeshState } from './embedded-mesh.js';
