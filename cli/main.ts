@@ -4,6 +4,7 @@ import { registerRunCommand } from './run-command.js';
 import { registerRunsCommand } from './runs-command.js';
 import { registerStartCommand } from './start-command.js';
 import { registerValidateCommand } from './validate-command.js';
+import { registerWorkerCommand } from './worker-command.js';
 
 /** Builds the `stagemesh` command line. */
 export function createProgram(): Command {
@@ -16,6 +17,7 @@ export function createProgram(): Command {
   registerRunCommand(program);
   registerRunsCommand(program);
   registerValidateCommand(program);
+  registerWorkerCommand(program);
   return program;
 }
 

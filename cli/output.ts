@@ -27,7 +27,9 @@ export function formatStageLine(stage: StageRun, width: number): string {
   const colour = state === 'SUCCEEDED' ? c.green : state === 'FAILED' ? c.red : state === 'CANCELLED' ? c.yellow : c.dim;
   const attempts = stage.attempts.length > 1 ? c.dim(` (${stage.attempts.length} attempts)`) : '';
   const duration = stage.attempts.length ? formatDurationMs(stageDurationMs(stage)) : '';
-  return `  ${colour(STAGE_MARK[state] ?? '?')} ${stage.stageId.padEnd(width)}  ${colour(state.padEnd(9))}  ${duration}${attempts}`;
+  const tests = stage.attempts.at(-1)?.evidence?.tests;
+  const counts = tests ? c.dim(`  tests: ${tests.passed} passed, ${tests.failed} failed, ${tests.skipped} skipped of ${tests.total}`) : '';
+  return `  ${colour(STAGE_MARK[state] ?? '?')} ${stage.stageId.padEnd(width)}  ${colour(state.padEnd(9))}  ${duration}${attempts}${counts}`;
 }
 
 /** The per-stage summary printed when a run ends, with the output tail of failed stages. */
@@ -46,6 +48,7 @@ export function formatRunSummary(run: Run): string {
     const evidence = last?.evidence;
     lines.push('', c.red(`stage ${stage.stageId} failed`) + (evidence ? ` (exit code ${evidence.exitCode})` : ''));
     if (evidence?.error) lines.push(`  ${evidence.error}`);
+    for (const failure of evidence?.tests?.failures ?? []) lines.push(`  ${c.red('✗')} ${failure.name}: ${failure.message.split('\n')[0]}`);
     const tail = (evidence?.logTail ?? '').trimEnd().split('\n').slice(-20);
     if (tail.join('').length) lines.push(c.dim('  output tail (stdout and stderr):'), ...tail.map((l) => `    ${l}`));
   }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { callUnary } from '../services/common/grpc-client.js';
 import { FIELD_PATH_METADATA } from '../services/common/grpc-status.js';
+import { Pipeline, Task } from '../services/common/proto.js';
 import { inline, startTestMesh, type TestMesh } from './support/mesh.js';
 
 /** Bad pipelines and the field path each must be refused with. */
@@ -44,7 +45,7 @@ describe('admission - bad input is refused with INVALID_ARGUMENT and nothing is 
   }
 
   it('refuses a pipeline message with the same rules as a document', async () => {
-    const pipeline = { name: 'x', version: '', description: '', owner: '', source: '', labels: {}, inputs: {}, defaults: undefined, triggers: [], stages: [{ id: 'a', framework: 'shell', run: {}, needs: [], timeout: '', retry: undefined, when: '', outputs: [], matrix: undefined, description: '', resources: {}, labels: {} }] };
+    const pipeline = Pipeline.fromPartial({ name: 'x', stages: [{ id: 'a', framework: 'shell', run: {} }] });
     await assert.rejects(callUnary(t.clients.scheduler.registerPipeline.bind(t.clients.scheduler), { pipeline }), expectInvalid('stages[0].run', /run/));
   });
 
@@ -58,7 +59,7 @@ describe('admission - bad input is refused with INVALID_ARGUMENT and nothing is 
     await assert.rejects(callUnary(t.clients.scheduler.getRun.bind(t.clients.scheduler), { runId: '' }), expectInvalid('run_id', /required/));
     await assert.rejects(callUnary(t.clients.scheduler.getPipeline.bind(t.clients.scheduler), { name: '', version: '' }), expectInvalid('name', /required/));
     await assert.rejects(callUnary(t.clients.compliance.validate.bind(t.clients.compliance), {}), expectInvalid('definition', /required/));
-    await assert.rejects(callUnary(t.clients.coordinator.enqueueTasks.bind(t.clients.coordinator), { tasks: [{ attemptId: '', runId: 'r', stageId: 's', framework: 'noop', run: {}, attempt: 1, timeoutMs: 0, pipelineName: 'p', priority: 0, traceparent: '', outputs: [] }] }), expectInvalid('tasks[0].attempt_id', /required/));
+    await assert.rejects(callUnary(t.clients.coordinator.enqueueTasks.bind(t.clients.coordinator), { tasks: [Task.fromPartial({ attemptId: '', runId: 'r', stageId: 's', framework: 'noop', attempt: 1, pipelineName: 'p' })] }), expectInvalid('tasks[0].attempt_id', /required/));
     await assert.rejects(callUnary(t.clients.eventBus.publish.bind(t.clients.eventBus), { event: undefined }), expectInvalid('event', /required/));
     await assert.rejects(callUnary(t.clients.eventBus.getTopicInfo.bind(t.clients.eventBus), { subject: 'a..b' }), expectInvalid('subject', /pattern/));
     await assert.rejects(callUnary(t.clients.metrics.query.bind(t.clients.metrics), { window: '2h', groupBy: 0 }), expectInvalid('window', /up to 1h/));

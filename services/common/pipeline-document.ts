@@ -4,7 +4,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseDocument } from 'yaml';
 import { InvalidArgumentError } from './errors.js';
 import { packageRoot } from './paths.js';
-import type { Pipeline, RetryPolicy, Stage } from './proto.js';
+import { Concurrency, type Pipeline, type RetryPolicy, type Stage } from './proto.js';
 
 /** Largest pipeline definition accepted, in bytes of its YAML/JSON text. */
 export const MAX_DOCUMENT_BYTES = 1024 * 1024;
@@ -125,6 +125,7 @@ export function dataToPipeline(data: Record<string, unknown>): Pipeline {
     labels: strMap(data.labels),
     inputs: strMap(data.inputs),
     defaults: defaults ? { timeout: str(defaults.timeout), retry: toRetry(defaults.retry) } : undefined,
+    concurrency: data.concurrency ? Concurrency.fromPartial(data.concurrency as Concurrency) : undefined,
     triggers: [],
     stages: ((data.stages as Record<string, unknown>[]) ?? []).map(
       (s): Stage => ({
@@ -136,10 +137,11 @@ export function dataToPipeline(data: Record<string, unknown>): Pipeline {
         retry: toRetry(s.retry),
         when: str(s.when),
         outputs: ((s.outputs as unknown[]) ?? []).map(String),
-        matrix: undefined,
+        matrix: (s.matrix as Record<string, unknown>) ?? undefined,
         description: str(s.description),
         resources: strMap(s.resources),
         labels: strMap(s.labels),
+        artifacts: ((s.artifacts as unknown[]) ?? []).map(String),
       }),
     ),
   };
@@ -167,6 +169,7 @@ export function pipelineToData(p: Pipeline): Record<string, unknown> {
     labels: p.labels,
     inputs: p.inputs,
     defaults: p.defaults ? compact({ timeout: p.defaults.timeout, retry: fromRetry(p.defaults.retry) }) : undefined,
+    concurrency: p.concurrency ? compact({ max: p.concurrency.max || undefined, frameworks: p.concurrency.frameworks }) : undefined,
     triggers: p.triggers?.length ? p.triggers : undefined,
     stages: p.stages.map((s) =>
       compact({
@@ -180,6 +183,7 @@ export function pipelineToData(p: Pipeline): Record<string, unknown> {
         outputs: s.outputs,
         resources: s.resources,
         labels: s.labels,
+        artifacts: s.artifacts,
         run: s.run,
         matrix: s.matrix && Object.keys(s.matrix).length ? s.matrix : undefined,
       }),

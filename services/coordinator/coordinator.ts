@@ -1,7 +1,7 @@
 import { Batcher } from '../common/batcher.js';
 import { lifecycleEvent, type EventPublisher } from '../common/event-publisher.js';
 import type { Logger } from '../common/logger.js';
-import { OutcomeStatus, type ConnectResponse, type FrameworkCapacity, type Node, type Outcome, type Task } from '../common/proto.js';
+import { Evidence, OutcomeStatus, type ConnectResponse, type FrameworkCapacity, type Node, type Outcome, type Task } from '../common/proto.js';
 import { LeaseTable } from './lease-table.js';
 import { TaskQueue } from './task-queue.js';
 
@@ -34,8 +34,9 @@ function lostOutcome(task: Task, nodeId: string, error: string): Outcome {
     attemptId: task.attemptId,
     runId: task.runId,
     stageId: task.stageId,
-    status: OutcomeStatus.OUTCOME_STATUS_FAILED,
-    evidence: { exitCode: -1, durationMs: 0, logTail: '', tests: undefined, httpStatus: 0, error },
+    status: OutcomeStatus.OUTCOME_STATUS_LOST,
+    // The "lost:" prefix tells the scheduler (also after a restart) not to count the attempt against retries.
+    evidence: Evidence.fromPartial({ exitCode: -1, error: `lost: ${error}` }),
     outputs: {},
     nodeId,
   };
@@ -51,6 +52,8 @@ export class Coordinator {
   readonly #nodes = new Map<string, NodeSession>();
   /** Tasks under lease and the node running them, by attempt id. */
   readonly #running = new Map<string, { task: Task; nodeId: string }>();
+  /** Stages in flight per pipeline, and per pipeline and framework, for concurrency limits. */
+  readonly #inFlight = new Map<string, number>();
   readonly #leases: LeaseTable;
   readonly #outcomes: Batcher<Outcome>;
   readonly #sweep: NodeJS.Timeout;
@@ -121,7 +124,9 @@ export class Coordinator {
         this.options.logger.debug({ attemptId: outcome.attemptId, nodeId }, 'ignored an outcome whose lease is gone');
         continue;
       }
+      const running = this.#running.get(outcome.attemptId);
       this.#running.delete(outcome.attemptId);
+      if (running) this.#finished(running.task);
       this.#outcomes.add({ ...outcome, nodeId });
     }
   }
@@ -188,7 +193,12 @@ export class Coordinator {
   #dispatch(): void {
     for (const node of this.#nodes.values()) {
       if (node.draining || node.credits <= 0) continue;
-      const tasks = this.#queue.take(node.frameworks, node.credits);
+      const tasks = this.#queue.take(
+        node.frameworks,
+        node.credits,
+        (task) => this.#withinLimits(task),
+        (task) => this.#started(task),
+      );
       if (tasks.length === 0) continue;
       node.credits -= tasks.length;
       for (const task of tasks) {
@@ -196,6 +206,36 @@ export class Coordinator {
         this.#running.set(task.attemptId, { task, nodeId: node.nodeId });
       }
       node.send({ tasks: { tasks } });
+    }
+  }
+
+  #limitKeys(task: Task): [string, string] {
+    return [`p\u0000${task.pipelineName}`, `f\u0000${task.pipelineName}\u0000${task.framework}`];
+  }
+
+  /** True if starting `task` keeps its pipeline within its concurrency limits. */
+  #withinLimits(task: Task): boolean {
+    if (!task.pipelineMaxConcurrency && !task.frameworkMaxConcurrency) return true;
+    const [pipeline, framework] = this.#limitKeys(task);
+    if (task.pipelineMaxConcurrency && (this.#inFlight.get(pipeline) ?? 0) >= task.pipelineMaxConcurrency) return false;
+    return !task.frameworkMaxConcurrency || (this.#inFlight.get(framework) ?? 0) < task.frameworkMaxConcurrency;
+  }
+
+  /** Counts a task that goes out against its pipeline's limits. */
+  #started(task: Task): void {
+    if (!task.pipelineMaxConcurrency && !task.frameworkMaxConcurrency) return;
+    for (const key of this.#limitKeys(task)) this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1);
+  }
+
+  /** A task left flight (outcome, loss or cancellation): frees its place and lets waiting tasks go. */
+  #finished(task: Task): void {
+    if (task.pipelineMaxConcurrency || task.frameworkMaxConcurrency) {
+      for (const key of this.#limitKeys(task)) {
+        const n = (this.#inFlight.get(key) ?? 1) - 1;
+        if (n > 0) this.#inFlight.set(key, n);
+        else this.#inFlight.delete(key);
+      }
+      this.#scheduleDispatch();
     }
   }
 
@@ -214,6 +254,7 @@ export class Coordinator {
       const running = this.#running.get(attemptId);
       if (!running) continue;
       this.#running.delete(attemptId);
+      this.#finished(running.task);
       this.#outcomes.add(lostOutcome(running.task, nodeId, error));
     }
   }

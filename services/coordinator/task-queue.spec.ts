@@ -1,20 +1,9 @@
 import assert from 'node:assert/strict';
-import type { Task } from '../common/proto.js';
+import { Task } from '../common/proto.js';
 import { TaskQueue } from './task-queue.js';
 
-const task = (attemptId: string, framework: string, priority = 0, runId = 'r'): Task => ({
-  attemptId,
-  runId,
-  stageId: attemptId,
-  framework,
-  run: {},
-  attempt: 1,
-  timeoutMs: 0,
-  pipelineName: 'p',
-  priority,
-  traceparent: '',
-  outputs: [],
-});
+const task = (attemptId: string, framework: string, priority = 0, runId = 'r'): Task =>
+  Task.fromPartial({ attemptId, runId, stageId: attemptId, framework, attempt: 1, pipelineName: 'p', priority });
 
 describe('TaskQueue', () => {
   it('hands out the highest priority first, FIFO within a priority', () => {

@@ -31,17 +31,26 @@ export class TaskQueue {
     queue.splice(lo, 0, task);
   }
 
-  /** Takes up to `max` tasks of the given frameworks, highest priority first. */
-  take(frameworks: ReadonlySet<string>, max: number): Task[] {
+  /**
+   * Takes up to `max` tasks of the given frameworks, highest priority first.
+   * `admit` can hold a task back (a concurrency limit): it stays queued and the
+   * next task in line is considered instead. `onTake` is called for each task
+   * taken before the next one is chosen, so limits can count it.
+   */
+  take(frameworks: ReadonlySet<string>, max: number, admit: (task: Task) => boolean = () => true, onTake: (task: Task) => void = () => undefined): Task[] {
     const taken: Task[] = [];
     while (taken.length < max) {
-      let best: Task[] | undefined;
+      let best: { queue: Task[]; index: number } | undefined;
       for (const framework of frameworks) {
         const queue = this.#queues.get(framework);
-        if (queue?.length && (!best || queue[0]!.priority > best[0]!.priority)) best = queue;
+        if (!queue) continue;
+        const index = queue.findIndex(admit);
+        if (index >= 0 && (!best || queue[index]!.priority > best.queue[best.index]!.priority)) best = { queue, index };
       }
       if (!best) break;
-      taken.push(best.shift()!);
+      const task = best.queue.splice(best.index, 1)[0]!;
+      onTake(task);
+      taken.push(task);
     }
     return taken;
   }

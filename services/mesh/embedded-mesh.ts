@@ -16,6 +16,11 @@ import { HttpEdge } from '../../gateway/index.js';
 
 export type MeshState = 'running' | 'stopping' | 'stopped';
 
+export interface EmbeddedMeshOptions {
+  /** Start the local worker; without it, stages wait for `stagemesh worker` processes. @default true */
+  worker?: boolean;
+}
+
 /** Says which port is taken, instead of grpc-js's or Node's generic bind error. */
 function portError(err: unknown, what: string, port: number): Error {
   const text = String((err as Error)?.message ?? err);
@@ -47,7 +52,7 @@ export class EmbeddedMesh {
       scheduler: Scheduler;
       coordinator: Coordinator;
       publisher: EventPublisher;
-      worker: Worker;
+      worker?: Worker;
       edge: HttpEdge;
       stopMetrics: () => void;
     },
@@ -60,17 +65,17 @@ export class EmbeddedMesh {
    * the worker and opens the edge. If any step fails, what was started is
    * stopped again before the error is thrown.
    */
-  static async start(config: MeshConfig, logger: Logger): Promise<EmbeddedMesh> {
+  static async start(config: MeshConfig, logger: Logger, options: EmbeddedMeshOptions = {}): Promise<EmbeddedMesh> {
     const cleanups: (() => Promise<void> | void)[] = [];
     try {
-      return await EmbeddedMesh.#start(config, logger, cleanups);
+      return await EmbeddedMesh.#start(config, logger, options, cleanups);
     } catch (err) {
       for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch(() => undefined);
       throw err;
     }
   }
 
-  static async #start(config: MeshConfig, logger: Logger, cleanups: (() => Promise<void> | void)[]): Promise<EmbeddedMesh> {
+  static async #start(config: MeshConfig, logger: Logger, options: EmbeddedMeshOptions, cleanups: (() => Promise<void> | void)[]): Promise<EmbeddedMesh> {
     const dataDir = config.dataDir.startsWith('memory://') ? config.dataDir : resolve(config.dataDir);
     const store = await PgliteStore.open(dataDir);
     cleanups.push(() => store.close());
@@ -124,8 +129,8 @@ export class EmbeddedMesh {
     cleanups.push(stopMetrics);
     const resumed = await scheduler.recover();
     if (resumed > 0) logger.info({ runs: resumed }, 'resumed unfinished runs');
-    const worker = await Worker.start({ address, logger, capacity: config.workerCapacity, nodeId: 'embedded-worker', drainTimeoutMs: config.shutdownTimeoutMs });
-    cleanups.push(() => worker.stop());
+    const worker = options.worker === false ? undefined : await Worker.start({ address, logger, capacity: config.workerCapacity, nodeId: 'embedded-worker', drainTimeoutMs: config.shutdownTimeoutMs });
+    cleanups.push(() => worker?.stop());
     const edge = await HttpEdge.start({ host: config.host, port: config.httpPort, clients, logger }).catch((err: unknown) => {
       throw portError(err, 'HTTP', config.httpPort);
     });
@@ -148,7 +153,7 @@ export class EmbeddedMesh {
       p.server.setServing(false);
       const results = await Promise.allSettled([p.edge.stop()]);
       p.coordinator.beginStop();
-      await p.worker.stop();
+      await p.worker?.stop();
       await p.coordinator.stop();
       await p.scheduler.stop();
       await p.publisher.close();

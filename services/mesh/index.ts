@@ -1,1 +1,1 @@
-export { EmbeddedMesh, type MeshState } from './embedded-mesh.js';
+export { EmbeddedMesh, type EmbeddedMeshOptions, type MeshState } from './embedded-mesh.js';

@@ -6,8 +6,9 @@ import { FailedPreconditionError, InvalidArgumentError } from '../common/errors.
 import { lifecycleEvent, type EventPublisher } from '../common/event-publisher.js';
 import type { Logger } from '../common/logger.js';
 import { problemsToError, readPipelineOrThrow } from '../common/pipeline-document.js';
-import { OutcomeStatus, Severity, StageState, type Outcome, type Pipeline, type Report, type Run, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
-import { resolveExpressions } from './expressions.js';
+import { Evidence, OutcomeStatus, Severity, StageState, type Outcome, type Pipeline, type Report, type Run, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
+import { checkExpressions, resolveExpressions } from './expressions.js';
+import { expandMatrix, MAX_MATRIX_STAGES } from './matrix.js';
 import { TERMINAL_RUN_STATES, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
 
 export interface SchedulerOptions {
@@ -30,6 +31,8 @@ interface StageRecord {
   attemptNumber: number;
   /** Failed attempts so far, counted against retry.max_attempts. */
   failures: number;
+  /** Attempts lost with their worker or lease (not counted against retries). */
+  lost: number;
   outputs: Record<string, string>;
   retryTimer?: NodeJS.Timeout;
 }
@@ -45,6 +48,18 @@ interface ActiveRun {
 }
 
 const SOURCE = 'stagemesh/scheduler';
+/** Times a stage is run again after losing its worker before it is failed. */
+const MAX_LOST_ATTEMPTS = 5;
+
+/** Matrix stages expanding into more stages than a run may hold. */
+function matrixProblems(pipeline: Pipeline) {
+  return pipeline.stages.flatMap((stage, index) => {
+    const count = Object.values(stage.matrix ?? {}).reduce((n: number, values) => n * (values as unknown[]).length, 1);
+    return count > MAX_MATRIX_STAGES
+      ? [{ ruleId: 'UCL5-matrix-size', fieldPath: `stages[${index}].matrix`, message: `expands into ${count} stages, over the limit of ${MAX_MATRIX_STAGES}`, fix: 'split the matrix' }]
+      : [];
+  });
+}
 const DEFAULT_BACKOFF_MS = 1_000;
 const DEFAULT_MAX_BACKOFF_MS = 30_000;
 
@@ -71,6 +86,8 @@ export class Scheduler {
   readonly #active = new Map<string, ActiveRun>();
   readonly #listeners = new Map<string, Set<() => void>>();
   readonly #tasks: Batcher<Task>;
+  /** Stages to dispatch again within the current step (their attempt was lost). */
+  readonly #pendingRetries: { run: ActiveRun; record: StageRecord }[] = [];
   #serial: Promise<unknown> = Promise.resolve();
   #stopped = false;
   /** Outcomes ignored because their attempt no longer held the stage. */
@@ -109,6 +126,8 @@ export class Scheduler {
    * without such errors is FAILED_PRECONDITION.
    */
   async admit(pipeline: Pipeline): Promise<Report> {
+    const problems = [...checkExpressions(pipeline), ...matrixProblems(pipeline)];
+    if (problems.length > 0) throw problemsToError(problems);
     const report = await this.options.validate(pipeline);
     const errors = report.findings.filter((f) => f.severity === Severity.SEVERITY_ERROR);
     if (errors.length > 0) throw problemsToError(errors);
@@ -138,13 +157,14 @@ export class Scheduler {
       deadlineMs = parseDurationMs(request.deadline);
       if (deadlineMs === undefined) throw new InvalidArgumentError('expected a duration such as 30m', 'deadline');
     }
+    const expanded = expandMatrix(pipeline);
     const run: ActiveRun = {
       runId: randomUUID(),
-      pipeline: { ...pipeline, version: pipeline.version || 'inline' },
+      pipeline: { ...expanded, version: pipeline.version || 'inline' },
       inputs: { ...pipeline.inputs, ...request.inputs },
       priority: request.priority,
       status: 'RUNNING',
-      stages: new Map(pipeline.stages.map((stage) => [stage.id, { stage, status: 'PENDING', attemptNumber: 0, failures: 0, outputs: {} }])),
+      stages: new Map(expanded.stages.map((stage) => [stage.id, { stage, status: 'PENDING', attemptNumber: 0, failures: 0, lost: 0, outputs: {} }])),
     };
     return this.#step(async () => {
       if (request.idempotencyKey) {
@@ -217,6 +237,9 @@ export class Scheduler {
       priority: run.priority,
       traceparent: '',
       outputs: stage.outputs,
+      artifacts: stage.artifacts,
+      pipelineMaxConcurrency: run.pipeline.concurrency?.max ?? 0,
+      frameworkMaxConcurrency: run.pipeline.concurrency?.frameworks[stage.framework] ?? 0,
     };
   }
 
@@ -265,7 +288,10 @@ export class Scheduler {
         this.#applyOne(run, record, outcome, changes);
       }
       const tasksByRun = new Map<ActiveRun, Task[]>();
-      for (const run of touched) tasksByRun.set(run, this.#advance(run, changes));
+      for (const { run, record } of this.#pendingRetries.splice(0)) {
+        tasksByRun.set(run, [...(tasksByRun.get(run) ?? []), this.#newAttempt(run, record, changes)]);
+      }
+      for (const run of touched) tasksByRun.set(run, [...(tasksByRun.get(run) ?? []), ...this.#advance(run, changes)]);
       await this.options.runs.apply(changes);
       for (const [run, tasks] of tasksByRun) this.#afterCommit(run, tasks);
       return { applied, ignored: outcomes.length - applied };
@@ -282,6 +308,12 @@ export class Scheduler {
       record.outputs = outcome.outputs;
       (changes.stages ??= []).push({ runId: run.runId, stageId: record.stage.id, state: 'SUCCEEDED', outputs: outcome.outputs });
       this.#publish(this.#stageEvent('stage.succeeded', run, record.stage.id, data));
+      return;
+    }
+    if (outcome.status === OutcomeStatus.OUTCOME_STATUS_LOST && ++record.lost <= MAX_LOST_ATTEMPTS) {
+      // The worker or its lease was lost: run the stage again at once, elsewhere if need be.
+      this.#publish(this.#stageEvent('stage.retrying', run, record.stage.id, { ...data, delay_ms: 0, error: outcome.evidence?.error ?? '' }));
+      this.#pendingRetries.push({ run, record });
       return;
     }
     const retry = record.stage.retry ?? run.pipeline.defaults?.retry;
@@ -362,13 +394,14 @@ export class Scheduler {
             stage,
             status,
             attemptNumber: stageRun?.attempts.length ?? 0,
-            failures: stageRun?.attempts.filter((a) => stateName(a.state) === 'FAILED').length ?? 0,
+            failures: stageRun?.attempts.filter((a) => stateName(a.state) === 'FAILED' && !isLostEvidence(a.evidence)).length ?? 0,
+            lost: stageRun?.attempts.filter((a) => isLostEvidence(a.evidence)).length ?? 0,
             outputs: stageRun?.outputs ?? {},
           };
           run.stages.set(stage.id, record);
           for (const attempt of stageRun?.attempts ?? []) {
             if (attempt.finishedAt) continue;
-            (changes.finishedAttempts ??= []).push({ attemptId: attempt.attemptId, runId, stageId: stage.id, number: attempt.number, state: 'CANCELLED', evidence: { exitCode: -1, durationMs: 0, logTail: '', tests: undefined, httpStatus: 0, error: 'interrupted: the mesh restarted while the attempt ran' } });
+            (changes.finishedAttempts ??= []).push({ attemptId: attempt.attemptId, runId, stageId: stage.id, number: attempt.number, state: 'CANCELLED', evidence: Evidence.fromPartial({ exitCode: -1, error: 'interrupted: the mesh restarted while the attempt ran' }) });
           }
           if (status === 'QUEUED' || status === 'RUNNING') tasks.push(this.#newAttempt(run, record, changes));
         }
@@ -413,6 +446,11 @@ export class Scheduler {
     await this.#tasks.close();
     for (const set of this.#listeners.values()) for (const listener of set) listener();
   }
+}
+
+/** Attempts lost with their worker carry an error starting with "lost:" (see the coordinator). */
+function isLostEvidence(evidence: Evidence | undefined): boolean {
+  return evidence?.error.startsWith('lost:') ?? false;
 }
 
 function stateName(state: StageState): string {

@@ -5,9 +5,8 @@ import { Batcher } from '../common/batcher.js';
 import type { Logger } from '../common/logger.js';
 import { CoordinatorClient, OutcomeStatus, type ConnectRequest, type ConnectResponse, type Outcome, type Task } from '../common/proto.js';
 import { emptyEvidence, type FrameworkAdapter } from './adapters/framework-adapter.js';
-import { HttpAdapter } from './adapters/http-adapter.js';
-import { ShellAdapter } from './adapters/shell-adapter.js';
-import { SleepAdapter } from './adapters/sleep-adapter.js';
+import { collectArtifacts } from './adapters/artifacts.js';
+import { detectAdapters } from './adapters/detect-frameworks.js';
 
 export interface WorkerOptions {
   /** Coordinator address, "host:port". */
@@ -17,7 +16,7 @@ export interface WorkerOptions {
   nodeId?: string;
   /** Stages run at once. @default 8 */
   capacity?: number;
-  /** Adapters to offer. @default shell, http, noop, sleep */
+  /** Adapters to offer. @default every framework detected on this machine (detectAdapters()) */
   adapters?: FrameworkAdapter[];
   /**
    * How long stop() lets running stages finish. Stages still running then are
@@ -29,9 +28,9 @@ export interface WorkerOptions {
 
 export type WorkerState = 'connecting' | 'running' | 'draining' | 'stopped';
 
-/** The adapters every worker offers by default. */
+/** The adapters a worker offers by default: every framework this machine can run. */
 export function defaultAdapters(): FrameworkAdapter[] {
-  return [new ShellAdapter(), new HttpAdapter(), new SleepAdapter('noop'), new SleepAdapter('sleep')];
+  return detectAdapters();
 }
 
 /** How long stop() waits for the coordinator to end the Connect stream. */
@@ -142,6 +141,9 @@ export class Worker {
       const result = adapter
         ? await adapter.run(task, controller.signal)
         : { status: OutcomeStatus.OUTCOME_STATUS_FAILED, evidence: emptyEvidence({ exitCode: -1, error: `this worker cannot run framework "${task.framework}"` }), outputs: {} };
+      if (task.artifacts.length > 0) {
+        result.evidence.artifacts = await collectArtifacts(task.artifacts, String((task.run ?? {}).cwd ?? '') || process.cwd());
+      }
       outcome = { attemptId: task.attemptId, runId: task.runId, stageId: task.stageId, nodeId: this.nodeId, ...result };
     } catch (err) {
       outcome = {

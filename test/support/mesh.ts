@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { resolveMeshConfig, type MeshConfig } from '../../services/common/config.js';
 import { callUnary, createMeshClients, type MeshClients } from '../../services/common/grpc-client.js';
 import { createLogger } from '../../services/common/logger.js';
-import { EmbeddedMesh } from '../../services/mesh/embedded-mesh.js';
+import { EmbeddedMesh, type EmbeddedMeshOptions } from '../../services/mesh/embedded-mesh.js';
 import { RunState, type Run, type SubmitRunRequest } from '../../services/common/proto.js';
 
 /** An embedded mesh on free ports with its own data folder, for one test file. */
@@ -21,10 +21,10 @@ export interface TestMesh {
 }
 
 /** Starts an embedded mesh on port 0 in a temporary (or the given) data folder. */
-export async function startTestMesh(overrides: Partial<MeshConfig> = {}): Promise<TestMesh> {
+export async function startTestMesh(overrides: Partial<MeshConfig> = {}, options: EmbeddedMeshOptions = {}): Promise<TestMesh> {
   const dataDir = overrides.dataDir ?? mkdtempSync(join(tmpdir(), 'stagemesh-test-'));
   const config: MeshConfig = { ...resolveMeshConfig({}, {}), grpcPort: 0, httpPort: 0, workerCapacity: 4, shutdownTimeoutMs: 5_000, ...overrides, dataDir };
-  const mesh = await EmbeddedMesh.start(config, createLogger({ level: process.env.STAGEMESH_TEST_LOG_LEVEL === undefined ? 'silent' : (process.env.STAGEMESH_TEST_LOG_LEVEL as 'info') }));
+  const mesh = await EmbeddedMesh.start(config, createLogger({ level: process.env.STAGEMESH_TEST_LOG_LEVEL === undefined ? 'silent' : (process.env.STAGEMESH_TEST_LOG_LEVEL as 'info') }), options);
   const address = `127.0.0.1:${mesh.grpcPort}`;
   const clients = createMeshClients(address);
   const stop = async () => {

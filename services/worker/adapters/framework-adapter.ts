@@ -1,4 +1,4 @@
-import type { Evidence, OutcomeStatus, Task } from '../../common/proto.js';
+import { Evidence, type OutcomeStatus, type Task } from '../../common/proto.js';
 
 /** What one attempt produced. */
 export interface AttemptResult {
@@ -19,5 +19,5 @@ export interface FrameworkAdapter {
 
 /** Evidence with every field present, for adapters to fill in. */
 export function emptyEvidence(fields: Partial<Evidence> = {}): Evidence {
-  return { exitCode: 0, durationMs: 0, logTail: '', tests: undefined, httpStatus: 0, error: '', ...fields };
+  return Evidence.fromPartial(fields);
 }

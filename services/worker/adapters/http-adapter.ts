@@ -6,15 +6,18 @@ export class HttpAdapter implements FrameworkAdapter {
   readonly framework = 'http';
 
   async run(task: Task, signal: AbortSignal): Promise<AttemptResult> {
-    const spec = (task.run ?? {}) as { method?: string; url: string; headers?: Record<string, string>; body?: string; expect?: { status?: number } };
+    const spec = (task.run ?? {}) as { method?: string; url: string; headers?: Record<string, string>; body?: string; expect?: { status?: number; body_contains?: string } };
     const started = Date.now();
     const signals = [signal, ...(task.timeoutMs > 0 ? [AbortSignal.timeout(task.timeoutMs)] : [])];
     try {
       const response = await fetch(spec.url, { method: spec.method ?? 'GET', headers: spec.headers, body: spec.body, signal: AbortSignal.any(signals) });
       const body = await response.text();
-      const ok = spec.expect?.status ? response.status === spec.expect.status : response.ok;
+      const statusOk = spec.expect?.status ? response.status === spec.expect.status : response.ok;
+      const bodyOk = spec.expect?.body_contains === undefined || body.includes(spec.expect.body_contains);
+      const ok = statusOk && bodyOk;
       const evidence = emptyEvidence({ httpStatus: response.status, durationMs: Date.now() - started, logTail: body.slice(-4096) });
-      if (!ok) evidence.error = `expected status ${spec.expect?.status ?? '2xx'}, got ${response.status}`;
+      if (!statusOk) evidence.error = `expected status ${spec.expect?.status ?? '2xx'}, got ${response.status}`;
+      else if (!bodyOk) evidence.error = `the response body does not contain ${JSON.stringify(spec.expect?.body_contains)}`;
       return { status: ok ? OutcomeStatus.OUTCOME_STATUS_SUCCEEDED : OutcomeStatus.OUTCOME_STATUS_FAILED, evidence, outputs: {} };
     } catch (err) {
       const cancelled = signal.aborted;

@@ -3,26 +3,14 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OutcomeStatus, type Task } from '../../common/proto.js';
+import { OutcomeStatus, Task } from '../../common/proto.js';
 import { HttpAdapter } from './http-adapter.js';
 import { parseOutputs, ShellAdapter } from './shell-adapter.js';
 import { SleepAdapter } from './sleep-adapter.js';
 import { TailBuffer } from './tail-buffer.js';
 
-const task = (run: Record<string, unknown>, fields: Partial<Task> = {}): Task => ({
-  attemptId: 'a1',
-  runId: 'r1',
-  stageId: 's1',
-  framework: 'shell',
-  run,
-  attempt: 1,
-  timeoutMs: 0,
-  pipelineName: 'p',
-  priority: 0,
-  traceparent: '',
-  outputs: [],
-  ...fields,
-});
+const task = (run: Record<string, unknown>, fields: Partial<Task> = {}): Task =>
+  Task.fromPartial({ attemptId: 'a1', runId: 'r1', stageId: 's1', framework: 'shell', run, attempt: 1, pipelineName: 'p', ...fields });
 
 describe('ShellAdapter', () => {
   const shell = new ShellAdapter();

@@ -1,13 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutcomeStatus, type Task } from '../../common/proto.js';
 import { emptyEvidence, type AttemptResult, type FrameworkAdapter } from './framework-adapter.js';
-import { TailBuffer } from './tail-buffer.js';
-
-/** How long a stopped stage gets between SIGTERM and SIGKILL. */
-const KILL_GRACE_MS = 2_000;
+import { runProcess, type ProcessResult } from './run-process.js';
 
 /** Parses KEY=VALUE lines written to $STAGEMESH_OUTPUT; keeps declared names only when some are declared. */
 export function parseOutputs(text: string, declared: readonly string[]): Record<string, string> {
@@ -21,79 +17,56 @@ export function parseOutputs(text: string, declared: readonly string[]): Record<
   return outputs;
 }
 
-/**
- * Runs `run.command` with /bin/sh in its own process group, so a timeout or a
- * cancellation kills the command and everything it started.
- */
-export class ShellAdapter implements FrameworkAdapter {
-  readonly framework = 'shell';
+/** The environment every process-based stage sees. */
+export function stageEnvironment(task: Task, outputFile: string, env: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...env,
+    STAGEMESH_OUTPUT: outputFile,
+    STAGEMESH_RUN_ID: task.runId,
+    STAGEMESH_STAGE_ID: task.stageId,
+    STAGEMESH_ATTEMPT: String(task.attempt),
+  };
+}
 
-  async run(task: Task, signal: AbortSignal): Promise<AttemptResult> {
-    const spec = (task.run ?? {}) as { command?: string; cwd?: string; env?: Record<string, string> };
-    const started = Date.now();
-    const dir = await mkdtemp(join(tmpdir(), 'stagemesh-attempt-'));
-    const outputFile = join(dir, 'outputs');
-    const tail = new TailBuffer();
-    try {
-      const child = spawn('/bin/sh', ['-c', spec.command ?? ''], {
-        cwd: spec.cwd || process.cwd(),
-        env: {
-          ...process.env,
-          ...spec.env,
-          STAGEMESH_OUTPUT: outputFile,
-          STAGEMESH_RUN_ID: task.runId,
-          STAGEMESH_STAGE_ID: task.stageId,
-          STAGEMESH_ATTEMPT: String(task.attempt),
-        },
-        detached: true,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      child.stdout.on('data', (c: Buffer) => tail.push(c));
-      child.stderr.on('data', (c: Buffer) => tail.push(c));
-      let stopReason: 'timeout' | 'cancelled' | undefined;
-      let killTimer: NodeJS.Timeout | undefined;
-      const stop = (reason: 'timeout' | 'cancelled') => {
-        if (stopReason || child.exitCode !== null) return;
-        stopReason = reason;
-        killGroup(child.pid, 'SIGTERM');
-        killTimer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS);
-      };
-      const timeout = task.timeoutMs > 0 ? setTimeout(() => stop('timeout'), task.timeoutMs) : undefined;
-      const onAbort = () => stop('cancelled');
-      signal.addEventListener('abort', onAbort, { once: true });
-      if (signal.aborted) onAbort();
-      const { code, spawnError } = await new Promise<{ code: number; spawnError?: Error }>((resolve) => {
-        child.once('error', (err) => resolve({ code: -1, spawnError: err }));
-        child.once('close', (exitCode, sig) => resolve({ code: exitCode ?? (sig ? 128 : -1) }));
-      });
-      clearTimeout(timeout);
-      clearTimeout(killTimer);
-      signal.removeEventListener('abort', onAbort);
-      // The shell may be gone while children it started still run: end the group.
-      killGroup(child.pid, 'SIGKILL');
-      const evidence = emptyEvidence({ exitCode: code, durationMs: Date.now() - started, logTail: tail.toString() });
-      if (spawnError) evidence.error = `cannot start /bin/sh: ${spawnError.message}`;
-      let status = code === 0 ? OutcomeStatus.OUTCOME_STATUS_SUCCEEDED : OutcomeStatus.OUTCOME_STATUS_FAILED;
-      if (stopReason === 'timeout') {
-        status = OutcomeStatus.OUTCOME_STATUS_TIMED_OUT;
-        evidence.error = `timed out after ${task.timeoutMs} ms`;
-      } else if (stopReason === 'cancelled') {
-        status = OutcomeStatus.OUTCOME_STATUS_CANCELLED;
-        evidence.error = 'cancelled';
-      }
-      const outputs = parseOutputs(await readFile(outputFile, 'utf8').catch(() => ''), task.outputs);
-      return { status, evidence, outputs };
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+/**
+ * Turns a finished process into an attempt result: success on exit 0 unless
+ * `passed` says otherwise, timeouts and cancellations named in the evidence.
+ */
+export function processResult(task: Task, result: ProcessResult, passed = result.exitCode === 0): Pick<AttemptResult, 'status' | 'evidence'> {
+  const evidence = emptyEvidence({ exitCode: result.exitCode, durationMs: result.durationMs, logTail: result.logTail });
+  if (result.spawnError) evidence.error = `cannot start: ${result.spawnError.message}`;
+  let status = passed ? OutcomeStatus.OUTCOME_STATUS_SUCCEEDED : OutcomeStatus.OUTCOME_STATUS_FAILED;
+  if (result.stopReason === 'timeout') {
+    status = OutcomeStatus.OUTCOME_STATUS_TIMED_OUT;
+    evidence.error = `timed out after ${task.timeoutMs} ms`;
+  } else if (result.stopReason === 'cancelled') {
+    status = OutcomeStatus.OUTCOME_STATUS_CANCELLED;
+    evidence.error = 'cancelled';
+  }
+  return { status, evidence };
+}
+
+/** Makes a private folder for one attempt (outputs, reports) and removes it afterwards. */
+export async function withAttemptDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'stagemesh-attempt-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
-function killGroup(pid: number | undefined, sig: NodeJS.Signals): void {
-  if (!pid) return;
-  try {
-    process.kill(-pid, sig);
-  } catch {
-    // The group is already gone.
+/** Runs `run.command` with /bin/sh in its own process group. */
+export class ShellAdapter implements FrameworkAdapter {
+  readonly framework = 'shell';
+
+  run(task: Task, signal: AbortSignal): Promise<AttemptResult> {
+    const spec = (task.run ?? {}) as { command?: string; cwd?: string; env?: Record<string, string> };
+    return withAttemptDir(async (dir) => {
+      const outputFile = join(dir, 'outputs');
+      const result = await runProcess({ command: '/bin/sh', args: ['-c', spec.command ?? ''], cwd: spec.cwd, env: stageEnvironment(task, outputFile, spec.env), timeoutMs: task.timeoutMs, signal });
+      const outputs = parseOutputs(await readFile(outputFile, 'utf8').catch(() => ''), task.outputs);
+      return { ...processResult(task, result), outputs };
+    });
   }
 }
