@@ -11,5 +11,6 @@ export { bidiStream, clientStream, serverStream, unary } from './handlers.js';
 export { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
 export { descriptorSetPath, packageRoot } from './paths.js';
 export { PgliteStore } from './pglite-store.js';
+export { PostgresStore, type PostgresStoreOptions } from './postgres-store.js';
 export { MAX_DOCUMENT_BYTES, readPipeline, readPipelineOrThrow, type DocumentProblem } from './pipeline-document.js';
 export { migrate, MIGRATIONS, type Queryable, type Store } from './store.js';

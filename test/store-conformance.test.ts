@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { PgliteStore } from '../services/common/pglite-store.js';
+import { PostgresStore } from '../services/common/postgres-store.js';
+import { Evidence, Pipeline, RunState, StageState } from '../services/common/proto.js';
+import type { Store } from '../services/common/store.js';
+import { RunStore, type NewRun } from '../services/scheduler/run-store.js';
+
+const POSTGRES_URL = process.env.STAGEMESH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+const pipeline = (name: string, stages = ['a', 'b']) => Pipeline.fromPartial({ name, stages: stages.map((id, i) => ({ id, framework: 'noop', needs: i ? [stages[i - 1]!] : [] })) });
+
+const newRun = (name: string, fields: Partial<NewRun> = {}): NewRun => ({
+  runId: randomUUID(),
+  pipeline: { ...pipeline(name), version: '1' },
+  state: 'RUNNING',
+  inputs: { ref: 'main' },
+  labels: {},
+  priority: 0,
+  idempotencyKey: '',
+  ...fields,
+});
+
+interface StoreUnderTest {
+  store: Store;
+  /** Opens the same database again (a restart). */
+  reopen(): Promise<Store>;
+  /** Removes everything this test made. */
+  drop(): Promise<void>;
+}
+
+/** The one suite every store backend must pass. */
+function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise<StoreUnderTest>) {
+  describe(`store - ${backend} conformance`, function () {
+    let t: StoreUnderTest;
+    let runs: RunStore;
+
+    before(async function () {
+      t = await open(this);
+      runs = new RunStore(t.store);
+    });
+
+    after(async () => {
+      await t?.drop();
+    });
+
+    it('applies each migration once, also when opened again', async () => {
+      const again = await t.reopen();
+      const rows = await again.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migrations');
+      assert.equal(rows[0]!.n, 1);
+      await again.close();
+    });
+
+    it('numbers pipeline versions and keeps each version immutable', async () => {
+      assert.equal((await runs.registerPipeline(pipeline('reg'))).version, '1');
+      assert.equal((await runs.registerPipeline(pipeline('reg', ['a']))).version, '2');
+      assert.equal((await runs.registerPipeline({ ...pipeline('reg', ['a']), version: '2' })).version, '2');
+      await assert.rejects(runs.registerPipeline({ ...pipeline('reg', ['z']), version: '2' }), { name: 'AlreadyExistsError' });
+      assert.equal((await runs.getPipeline('reg')).stages.length, 1);
+      assert.equal((await runs.getPipeline('reg', '1')).stages.length, 2);
+      await assert.rejects(runs.getPipeline('reg', '9'), { name: 'NotFoundError' });
+      await runs.registerPipeline(pipeline('alpha'));
+      assert.deepEqual((await runs.listPipelines(10)).map((p) => `${p.name}@${p.version}`), ['alpha@1', 'reg@2']);
+      assert.deepEqual((await runs.listPipelines(10, 'alpha')).map((p) => p.name), ['reg']);
+    });
+
+    it('writes a run with its stages and attempts in one step and reads it back', async () => {
+      const run = newRun('write');
+      await runs.apply({
+        newRuns: [run],
+        stages: [{ runId: run.runId, stageId: 'a', state: 'QUEUED' }],
+        newAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'QUEUED' }],
+      });
+      await runs.apply({
+        finishedAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'SUCCEEDED', nodeId: 'n1', evidence: Evidence.fromPartial({ exitCode: 0, durationMs: 12, logTail: 'ok' }) }],
+        stages: [{ runId: run.runId, stageId: 'a', state: 'SUCCEEDED', outputs: { version: '1' } }],
+        runs: [{ runId: run.runId, state: 'SUCCEEDED', reason: '' }],
+      });
+      const stored = await runs.getRun(run.runId);
+      assert.equal(stored.state, RunState.RUN_STATE_SUCCEEDED);
+      assert.ok(stored.finishedAt instanceof Date);
+      assert.deepEqual(stored.inputs, { ref: 'main' });
+      assert.deepEqual(stored.stages.map((s) => [s.stageId, s.state]), [['a', StageState.STAGE_STATE_SUCCEEDED], ['b', StageState.STAGE_STATE_PENDING]]);
+      assert.deepEqual(stored.stages[0]!.outputs, { version: '1' });
+      const attempt = stored.stages[0]!.attempts[0]!;
+      assert.equal(attempt.nodeId, 'n1');
+      assert.equal(attempt.evidence?.durationMs, 12);
+      assert.equal((await runs.runDefinition(run.runId)).name, 'write');
+    });
+
+    it('writes nothing of a step whose statement fails', async () => {
+      const run = newRun('atomic');
+      await runs.apply({ newRuns: [run], newAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'QUEUED' }] });
+      await assert.rejects(
+        runs.apply({
+          runs: [{ runId: run.runId, state: 'FAILED', reason: 'should not stick' }],
+          newAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 2, state: 'QUEUED' }],
+        }),
+      );
+      const stored = await runs.getRun(run.runId);
+      assert.equal(stored.state, RunState.RUN_STATE_RUNNING);
+      assert.equal(stored.reason, '');
+      await assert.rejects(runs.apply({ newRuns: [newRun('atomic', { runId: run.runId })] }));
+    });
+
+    it('finds a run by idempotency key and refuses a second run with the same key', async () => {
+      const key = `key-${randomUUID()}`;
+      const run = newRun('idem', { idempotencyKey: key });
+      await runs.apply({ newRuns: [run] });
+      assert.equal(await runs.findRunByIdempotencyKey(key), run.runId);
+      assert.equal(await runs.findRunByIdempotencyKey('missing'), undefined);
+      await assert.rejects(runs.apply({ newRuns: [newRun('idem', { idempotencyKey: key })] }));
+    });
+
+    it('pages runs newest first, filters them, and lists the unfinished ones', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const run = newRun('paged');
+        ids.push(run.runId);
+        await runs.apply({ newRuns: [run] });
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await runs.apply({ runs: [{ runId: ids[0]!, state: 'CANCELLED', reason: 'test' }] });
+      const first = await runs.listRuns({ limit: 2, pipelineName: 'paged' });
+      assert.deepEqual(first.map((r) => r.run_id), [ids[2], ids[1]]);
+      const last = first[1]!;
+      const second = await runs.listRuns({ limit: 2, pipelineName: 'paged', before: { createdAt: last.created_at.toISOString(), runId: last.run_id } });
+      assert.deepEqual(second.map((r) => r.run_id), [ids[0]]);
+      assert.deepEqual((await runs.listRuns({ limit: 10, pipelineName: 'paged', state: 'CANCELLED' })).map((r) => r.run_id), [ids[0]]);
+      const unfinished = await runs.unfinishedRunIds();
+      assert.ok(ids.slice(1).every((id) => unfinished.includes(id)));
+      assert.ok(!unfinished.includes(ids[0]!));
+    });
+  });
+}
+
+storeConformance('PGlite', async () => {
+  const dataDir = `memory://conformance-${randomUUID()}`;
+  const store = await PgliteStore.open(dataDir);
+  return {
+    store,
+    // An in-memory PGlite cannot be reopened; running migrate again on it is the same check.
+    reopen: async () => {
+      const { migrate } = await import('../services/common/store.js');
+      await migrate(store);
+      return { query: store.query.bind(store), transaction: store.transaction.bind(store), close: async () => undefined };
+    },
+    drop: () => store.close(),
+  };
+});
+
+storeConformance('PostgreSQL', async (ctx) => {
+  const probe = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 3000 });
+  try {
+    await probe.connect();
+    await probe.end();
+  } catch (err) {
+    if (process.env.CI === 'true') throw new Error(`PostgreSQL is required in CI but ${POSTGRES_URL} answered: ${(err as Error).message}`);
+    console.log(`      skipped: no PostgreSQL at ${POSTGRES_URL} (${(err as Error).message})`);
+    ctx.skip();
+  }
+  const schema = `stagemesh_test_${process.pid}_${randomUUID().slice(0, 8)}`;
+  const opened: PostgresStore[] = [];
+  const open = async () => {
+    const store = await PostgresStore.open({ connectionString: POSTGRES_URL, schema });
+    opened.push(store);
+    return store;
+  };
+  const store = await open();
+  return {
+    store,
+    reopen: open,
+    drop: async () => {
+      await Promise.allSettled(opened.map((s) => s.close()));
+      const admin = new pg.Client({ connectionString: POSTGRES_URL });
+      await admin.connect();
+      try {
+        await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      } finally {
+        await admin.end();
+      }
+    },
+  };
+});
