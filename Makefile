@@ -36,3 +36,7 @@ tools: ## build the pinned Go tools (consul, jaeger, ghz, grpcurl) into .tools/b
 
 clean: ## remove build output, generated code and coverage (not .stagemesh data)
 	rm -rf dist generated coverage
+
+.PHONY: bench
+bench: build ## measure throughput and latency on a fresh embedded mesh; prints JSON (never part of make test)
+	node bin/stagemesh.js bench

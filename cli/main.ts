@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { CliError, ExitCode } from './cli-error.js';
+import { registerBenchCommand } from './bench-command.js';
 import { registerRunCommand } from './run-command.js';
 import { registerRunsCommand } from './runs-command.js';
 import { registerStartCommand } from './start-command.js';
@@ -18,6 +19,7 @@ export function createProgram(): Command {
   registerRunsCommand(program);
   registerValidateCommand(program);
   registerWorkerCommand(program);
+  registerBenchCommand(program);
   return program;
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { callUnary } from '../services/common/grpc-client.js';
 import { FIELD_PATH_METADATA } from '../services/common/grpc-status.js';
-import { Pipeline, Task } from '../services/common/proto.js';
+import { Pipeline, Task, ValidateRequest } from '../services/common/proto.js';
 import { inline, startTestMesh, type TestMesh } from './support/mesh.js';
 
 /** Bad pipelines and the field path each must be refused with. */
@@ -58,7 +58,7 @@ describe('admission - bad input is refused with INVALID_ARGUMENT and nothing is 
     await assert.rejects(callUnary(t.clients.scheduler.runAndWait.bind(t.clients.scheduler), { submit: inline(ok), waitTimeout: 'forever' }), expectInvalid('wait_timeout', /duration/));
     await assert.rejects(callUnary(t.clients.scheduler.getRun.bind(t.clients.scheduler), { runId: '' }), expectInvalid('run_id', /required/));
     await assert.rejects(callUnary(t.clients.scheduler.getPipeline.bind(t.clients.scheduler), { name: '', version: '' }), expectInvalid('name', /required/));
-    await assert.rejects(callUnary(t.clients.compliance.validate.bind(t.clients.compliance), {}), expectInvalid('definition', /required/));
+    await assert.rejects(callUnary(t.clients.compliance.validate.bind(t.clients.compliance), ValidateRequest.fromPartial({})), expectInvalid('definition', /required/));
     await assert.rejects(callUnary(t.clients.coordinator.enqueueTasks.bind(t.clients.coordinator), { tasks: [Task.fromPartial({ attemptId: '', runId: 'r', stageId: 's', framework: 'noop', attempt: 1, pipelineName: 'p' })] }), expectInvalid('tasks[0].attempt_id', /required/));
     await assert.rejects(callUnary(t.clients.eventBus.publish.bind(t.clients.eventBus), { event: undefined }), expectInvalid('event', /required/));
     await assert.rejects(callUnary(t.clients.eventBus.getTopicInfo.bind(t.clients.eventBus), { subject: 'a..b' }), expectInvalid('subject', /pattern/));

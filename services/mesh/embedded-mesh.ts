@@ -4,6 +4,7 @@ import { createComplianceService } from '../compliance/index.js';
 import type { MeshConfig } from '../common/config.js';
 import { UnavailableError } from '../common/errors.js';
 import { EventPublisher, publishBatchTo } from '../common/event-publisher.js';
+import { ValidateRequest } from '../common/proto.js';
 import { callUnary, createMeshClients, type MeshClients } from '../common/grpc-client.js';
 import { GrpcServer } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
@@ -94,7 +95,7 @@ export class EmbeddedMesh {
       logger,
       runs: runStore,
       publisher,
-      validate: async (pipeline) => (await callUnary(client().compliance.validate.bind(client().compliance), { pipeline }, { timeoutMs: 10_000 })).report!,
+      validate: async (pipeline) => (await callUnary(client().compliance.validate.bind(client().compliance), ValidateRequest.fromPartial({ pipeline }), { timeoutMs: 10_000 })).report!,
       enqueue: async (tasks) => void (await callUnary(client().coordinator.enqueueTasks.bind(client().coordinator), { tasks }, { timeoutMs: 10_000 })),
       cancelTasks: async (runIds, reason) => void (await callUnary(client().coordinator.cancelTasks.bind(client().coordinator), { runIds, reason }, { timeoutMs: 10_000 })),
     });
