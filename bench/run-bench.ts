@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveMeshConfig } from '../services/common/config.js';
-import { createMeshClients, type MeshClients } from '../services/common/grpc-client.js';
+import { callUnary, createMeshClients, type MeshClients } from '../services/common/grpc-client.js';
 import { createLogger } from '../services/common/logger.js';
 import { EmbeddedMesh } from '../services/mesh/embedded-mesh.js';
 import { awaitFinishedRuns, chainDocument, fanoutDocument, percentile, runAndWait, sleepDocument, submitAll, submitOf } from './workloads.js';
@@ -44,13 +44,17 @@ export async function benchTarget(address: string | undefined): Promise<{ client
 
 const unique = (name: string) => `${name}-${Date.now().toString(36)}`;
 
-/** 1,000 runs of 4-stage noop chains submitted concurrently: stages per second from first submit to last finish. */
+/**
+ * 1,000 runs of a registered 4-stage noop chain submitted concurrently (by
+ * name, as a deployed pipeline is): stages per second from first submit to last finish.
+ */
 async function chain(clients: MeshClients, runs = 1000, length = 4): Promise<number> {
   const name = unique('bench-chain');
+  await callUnary(clients.scheduler.registerPipeline.bind(clients.scheduler), { document: chainDocument(name, length) });
   const waiter = awaitFinishedRuns(clients, name, runs, 300_000);
   await waiter.ready;
   const started = performance.now();
-  await submitAll(clients, Array.from({ length: runs }, () => submitOf(chainDocument(name, length))));
+  await submitAll(clients, Array.from({ length: runs }, () => submitOf('', { document: undefined, pipelineRef: name })));
   await waiter.done;
   return (runs * length) / ((performance.now() - started) / 1000);
 }

@@ -46,8 +46,11 @@ async function waitForRun(scheduler: Scheduler, runId: string, waitMs: number, s
     const deadline = Date.now() + waitMs;
     for (;;) {
       const changed = new Promise<void>((resolve) => (wake = resolve));
-      const run = await scheduler.getRun(runId);
-      if (isFinished(run) || Date.now() >= deadline || signal.aborted) return run;
+      // A run this scheduler is still advancing has not finished: skip the store until it changes.
+      if (!scheduler.isActive(runId) || Date.now() >= deadline || signal.aborted) {
+        const run = await scheduler.getRun(runId);
+        if (isFinished(run) || Date.now() >= deadline || signal.aborted) return run;
+      }
       await changed;
     }
   } finally {

@@ -48,6 +48,14 @@ interface ActiveRun {
 }
 
 const SOURCE = 'stagemesh/scheduler';
+/** Idempotency keys remembered in memory; older ones are found in the store. */
+const MAX_REMEMBERED_KEYS = 100_000;
+
+interface PendingStep {
+  step: (changes: ChangeSet, after: (() => void)[]) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
 /** Times a stage is run again after losing its worker before it is failed. */
 const MAX_LOST_ATTEMPTS = 5;
 
@@ -88,7 +96,11 @@ export class Scheduler {
   readonly #tasks: Batcher<Task>;
   /** Stages to dispatch again within the current step (their attempt was lost). */
   readonly #pendingRetries: { run: ActiveRun; record: StageRecord }[] = [];
-  #serial: Promise<unknown> = Promise.resolve();
+  /** Steps waiting for the next group commit. */
+  readonly #ops: PendingStep[] = [];
+  #flushing?: Promise<void>;
+  /** Idempotency keys of runs submitted by this process (the store's unique index backs it up). */
+  readonly #keys = new Map<string, string>();
   #stopped = false;
   /** Outcomes ignored because their attempt no longer held the stage. */
   ignoredOutcomes = 0;
@@ -102,11 +114,42 @@ export class Scheduler {
     });
   }
 
-  /** Runs one step after the previous one finished. */
-  #step<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#serial.then(fn, fn);
-    this.#serial = next.catch(() => undefined);
-    return next;
+  /**
+   * Queues a step: `step` changes the in-memory state and records its writes
+   * in `changes`; what must happen once they are durable goes into `after`.
+   * Steps queued while a commit is in flight are committed together in the
+   * next transaction (group commit), in the order they were queued, so no run
+   * is advanced twice and a database round trip carries many state changes.
+   */
+  #commit<T>(step: (changes: ChangeSet, after: (() => void)[]) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#ops.push({ step, resolve: resolve as (value: unknown) => void, reject });
+      this.#flushing ??= this.#flush().finally(() => (this.#flushing = undefined));
+    });
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#ops.length > 0) {
+      const batch = this.#ops.splice(0);
+      const changes: ChangeSet = {};
+      const after: (() => void)[] = [];
+      const results = batch.map((op) => {
+        try {
+          return { ok: true as const, value: op.step(changes, after) };
+        } catch (err) {
+          return { ok: false as const, err };
+        }
+      });
+      try {
+        if (Object.values(changes).some((list) => (list as unknown[]).length > 0)) await this.options.runs.apply(changes);
+      } catch (err) {
+        this.options.logger.error({ err, steps: batch.length }, 'a scheduler commit failed');
+        for (const op of batch) op.reject(err);
+        continue;
+      }
+      for (const fn of after) fn();
+      results.forEach((r, i) => (r.ok ? batch[i]!.resolve(r.value) : batch[i]!.reject(r.err)));
+    }
   }
 
   /** Resolves the pipeline a submit request names or carries. */
@@ -166,19 +209,21 @@ export class Scheduler {
       status: 'RUNNING',
       stages: new Map(expanded.stages.map((stage) => [stage.id, { stage, status: 'PENDING', attemptNumber: 0, failures: 0, lost: 0, outputs: {} }])),
     };
-    return this.#step(async () => {
-      if (request.idempotencyKey) {
-        const existing = await this.options.runs.findRunByIdempotencyKey(request.idempotencyKey);
+    return this.#commit((changes, after) => {
+      const key = request.idempotencyKey;
+      if (key) {
+        const existing = this.#keys.get(key);
         if (existing) return existing;
+        this.#keys.set(key, run.runId);
+        if (this.#keys.size > MAX_REMEMBERED_KEYS) this.#keys.delete(this.#keys.keys().next().value!);
       }
-      const changes: ChangeSet = {
-        newRuns: [{ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: request.idempotencyKey }],
-      };
+      (changes.newRuns ??= []).push({ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key });
       const tasks = this.#advance(run, changes);
-      await this.options.runs.apply(changes);
-      this.#activate(run, deadlineMs);
-      this.#publish(lifecycleEvent('run.submitted', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { version: run.pipeline.version, stages: run.stages.size }));
-      this.#afterCommit(run, tasks);
+      after.push(() => {
+        this.#activate(run, deadlineMs);
+        this.#publish(lifecycleEvent('run.submitted', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { version: run.pipeline.version, stages: run.stages.size }));
+        this.#afterCommit(run, tasks);
+      });
       return run.runId;
     });
   }
@@ -272,8 +317,7 @@ export class Scheduler {
    * attempt still holds the stage; others are ignored and counted.
    */
   applyOutcomes(outcomes: readonly Outcome[]): Promise<{ applied: number; ignored: number }> {
-    return this.#step(async () => {
-      const changes: ChangeSet = {};
+    return this.#commit((changes, after) => {
       const touched = new Set<ActiveRun>();
       let applied = 0;
       for (const outcome of outcomes) {
@@ -292,8 +336,9 @@ export class Scheduler {
         tasksByRun.set(run, [...(tasksByRun.get(run) ?? []), this.#newAttempt(run, record, changes)]);
       }
       for (const run of touched) tasksByRun.set(run, [...(tasksByRun.get(run) ?? []), ...this.#advance(run, changes)]);
-      await this.options.runs.apply(changes);
-      for (const [run, tasks] of tasksByRun) this.#afterCommit(run, tasks);
+      after.push(() => {
+        for (const [run, tasks] of tasksByRun) this.#afterCommit(run, tasks);
+      });
       return { applied, ignored: outcomes.length - applied };
     });
   }
@@ -335,14 +380,12 @@ export class Scheduler {
   }
 
   #retry(runId: string, stageId: string): Promise<void> {
-    return this.#step(async () => {
+    return this.#commit((changes, after) => {
       const run = this.#active.get(runId);
       const record = run?.stages.get(stageId);
       if (!run || !record || record.status !== 'QUEUED' || record.attemptId || this.#stopped) return;
-      const changes: ChangeSet = {};
       const task = this.#newAttempt(run, record, changes);
-      await this.options.runs.apply(changes);
-      this.#afterCommit(run, [task]);
+      after.push(() => this.#afterCommit(run, [task]));
     });
   }
 
@@ -353,10 +396,10 @@ export class Scheduler {
   }
 
   #end(runId: string, state: 'CANCELLED' | 'FAILED', reason: string): Promise<void> {
-    return this.#step(async () => {
+    return this.#commit((changes, after) => {
       const run = this.#active.get(runId);
       if (!run) return;
-      const changes: ChangeSet = { runs: [{ runId, state, reason }] };
+      (changes.runs ??= []).push({ runId, state, reason });
       for (const record of run.stages.values()) {
         if (isTerminal(record.status)) continue;
         if (record.attemptId) {
@@ -367,9 +410,10 @@ export class Scheduler {
         (changes.stages ??= []).push({ runId, stageId: record.stage.id, state: 'CANCELLED' });
       }
       run.status = state;
-      await this.options.runs.apply(changes);
-      this.#afterCommit(run, []);
-      await this.options.cancelTasks([runId], reason).catch((err) => this.options.logger.warn({ err, runId }, 'could not reach the coordinator to stop tasks'));
+      after.push(() => {
+        this.#afterCommit(run, []);
+        this.options.cancelTasks([runId], reason).catch((err) => this.options.logger.warn({ err, runId }, 'could not reach the coordinator to stop tasks'));
+      });
     });
   }
 
@@ -378,14 +422,13 @@ export class Scheduler {
    * flight are closed as interrupted and their stages dispatched again (not
    * counted against retries: stages run at least once).
    */
-  recover(): Promise<number> {
-    return this.#step(async () => {
-      const ids = await this.options.runs.unfinishedRunIds();
-      for (const runId of ids) {
-        const wire = await this.options.runs.getRun(runId);
-        const pipeline = await this.options.runs.runDefinition(runId);
+  async recover(): Promise<number> {
+    const ids = await this.options.runs.unfinishedRunIds();
+    for (const runId of ids) {
+      const wire = await this.options.runs.getRun(runId);
+      const pipeline = await this.options.runs.runDefinition(runId);
+      await this.#commit((changes, after) => {
         const run: ActiveRun = { runId, pipeline, inputs: wire.inputs, priority: wire.priority, status: 'RUNNING', stages: new Map() };
-        const changes: ChangeSet = {};
         const tasks: Task[] = [];
         for (const stage of pipeline.stages) {
           const stageRun = wire.stages.find((s) => s.stageId === stage.id);
@@ -406,12 +449,13 @@ export class Scheduler {
           if (status === 'QUEUED' || status === 'RUNNING') tasks.push(this.#newAttempt(run, record, changes));
         }
         tasks.push(...this.#advance(run, changes));
-        await this.options.runs.apply(changes);
-        this.#activate(run, undefined);
-        this.#afterCommit(run, tasks);
-      }
-      return ids.length;
-    });
+        after.push(() => {
+          this.#activate(run, undefined);
+          this.#afterCommit(run, tasks);
+        });
+      });
+    }
+    return ids.length;
   }
 
   /** Calls `listener` after every committed change of the run; returns the unsubscribe function. */
@@ -429,6 +473,11 @@ export class Scheduler {
     for (const listener of this.#listeners.get(runId) ?? []) listener();
   }
 
+  /** True while this scheduler is advancing the run (it has not finished). */
+  isActive(runId: string): boolean {
+    return this.#active.has(runId);
+  }
+
   /** The run as stored now. */
   getRun(runId: string): Promise<Run> {
     return this.options.runs.getRun(runId);
@@ -437,12 +486,11 @@ export class Scheduler {
   /** Stops retries and timers and sends tasks still waiting; runs resume on the next start. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    await this.#step(async () => {
-      for (const run of this.#active.values()) {
-        clearTimeout(run.deadlineTimer);
-        for (const record of run.stages.values()) clearTimeout(record.retryTimer);
-      }
-    });
+    await this.#flushing;
+    for (const run of this.#active.values()) {
+      clearTimeout(run.deadlineTimer);
+      for (const record of run.stages.values()) clearTimeout(record.retryTimer);
+    }
     await this.#tasks.close();
     for (const set of this.#listeners.values()) for (const listener of set) listener();
   }
