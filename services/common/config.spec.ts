@@ -23,7 +23,17 @@ describe('resolveMeshConfig()', () => {
       workerCapacity: 8,
       leaseTtlMs: 30_000,
       shutdownTimeoutMs: 10_000,
+      eventBus: 'memory',
+      natsUrl: 'nats://127.0.0.1:4222',
     });
+  });
+
+  it('chooses the event bus backend and its NATS server from STAGEMESH_EVENT_BUS and STAGEMESH_NATS_URL', () => {
+    const resolved = resolveMeshConfig({}, { STAGEMESH_EVENT_BUS: 'jetstream', STAGEMESH_NATS_URL: 'nats://10.0.0.5:4222' });
+    assert.equal(resolved.eventBus, 'jetstream');
+    assert.equal(resolved.natsUrl, 'nats://10.0.0.5:4222');
+    assert.equal(resolveMeshConfig({ config: file('event_bus: jetstream\nnats_url: nats://n:4222') }, {}).natsUrl, 'nats://n:4222');
+    assert.throws(() => resolveMeshConfig({}, { STAGEMESH_EVENT_BUS: 'kafka' }), (err: unknown) => err instanceof ConfigError && err.key === 'STAGEMESH_EVENT_BUS');
   });
 
   it('prefers flags over environment over file', () => {

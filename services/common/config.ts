@@ -22,7 +22,15 @@ export interface MeshConfig {
   leaseTtlMs: number;
   /** How long shutdown waits for in-flight work before forcing. @default 10000 */
   shutdownTimeoutMs: number;
+  /** Event-log backend: `memory` (in-process) or `jetstream` (NATS JetStream at `natsUrl`). @default "memory" */
+  eventBus: EventBusBackend;
+  /** NATS server of the `jetstream` event bus. @default "nats://127.0.0.1:4222" */
+  natsUrl: string;
 }
+
+/** The event-log backends a mesh can use. */
+export const EVENT_BUS_BACKENDS = ['memory', 'jetstream'] as const;
+export type EventBusBackend = (typeof EVENT_BUS_BACKENDS)[number];
 
 /** Raw, unvalidated values by setting name (flags use the same names). */
 export type ConfigInput = Partial<Record<keyof MeshConfig | 'config', string | number | undefined>>;
@@ -62,6 +70,22 @@ const SETTINGS: { [K in keyof MeshConfig]: Setting<K> } = {
   workerCapacity: { key: 'workerCapacity', env: 'STAGEMESH_WORKER_CAPACITY', file: 'worker_capacity', parse: positiveInt, expected: 'a positive integer', fallback: 8 },
   leaseTtlMs: { key: 'leaseTtlMs', env: 'STAGEMESH_LEASE_TTL', file: 'lease_ttl', parse: parseDurationMs, expected: 'a duration such as 30s', fallback: 30_000 },
   shutdownTimeoutMs: { key: 'shutdownTimeoutMs', env: 'STAGEMESH_SHUTDOWN_TIMEOUT', file: 'shutdown_timeout', parse: parseDurationMs, expected: 'a duration such as 10s', fallback: 10_000 },
+  eventBus: {
+    key: 'eventBus',
+    env: 'STAGEMESH_EVENT_BUS',
+    file: 'event_bus',
+    parse: (v) => ((EVENT_BUS_BACKENDS as readonly string[]).includes(v) ? (v as EventBusBackend) : undefined),
+    expected: `one of ${EVENT_BUS_BACKENDS.join(', ')}`,
+    fallback: 'memory',
+  },
+  natsUrl: {
+    key: 'natsUrl',
+    env: 'STAGEMESH_NATS_URL',
+    file: 'nats_url',
+    parse: (v) => (/^(nats|tls|wss?):\/\/\S+$/.test(v) ? v : undefined),
+    expected: 'a NATS URL such as nats://127.0.0.1:4222',
+    fallback: 'nats://127.0.0.1:4222',
+  },
 };
 
 function readConfigFile(path: string): Record<string, unknown> {

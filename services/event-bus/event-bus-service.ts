@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { clientStream, serverStream, unary } from '../common/handlers.js';
+import { parseDurationMs } from '../common/duration.js';
 import { InvalidArgumentError } from '../common/errors.js';
 import type { ServiceRegistration } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
@@ -12,7 +14,7 @@ import {
   type SubscribeRequest,
   type SubscribeResponse,
 } from '../common/proto.js';
-import type { MemoryEventLog, StartPosition } from './memory-event-log.js';
+import type { DurableConsumerOptions, EventLog, StartPosition } from './event-log.js';
 import { isValidSubjectPattern } from './subject-pattern.js';
 
 /** Largest batch one PublishBatch message may carry. */
@@ -23,7 +25,8 @@ function checkEvent(event: Event | undefined, path: string): Event {
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(event.type)) {
     throw new InvalidArgumentError('type must be dot-separated tokens such as "release.approved"', `${path}.type`);
   }
-  return event;
+  // The id is fixed here so Publish can return it whatever the backend.
+  return { ...event, id: event.id || randomUUID() };
 }
 
 function startPosition(request: SubscribeRequest): StartPosition {
@@ -33,22 +36,36 @@ function startPosition(request: SubscribeRequest): StartPosition {
   return { kind: 'new' };
 }
 
+function durableConsumer(request: SubscribeRequest): DurableConsumerOptions | undefined {
+  if (!request.consumer) {
+    if (request.ackTimeout || request.maxDeliver) throw new InvalidArgumentError('ack_timeout and max_deliver need a durable consumer name', 'consumer');
+    return undefined;
+  }
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(request.consumer)) throw new InvalidArgumentError('a consumer name is 1-64 letters, digits, "_" and "-"', 'consumer');
+  let ackTimeoutMs: number | undefined;
+  if (request.ackTimeout) {
+    ackTimeoutMs = parseDurationMs(request.ackTimeout);
+    if (ackTimeoutMs === undefined || ackTimeoutMs <= 0) throw new InvalidArgumentError(`"${request.ackTimeout}" is not a duration such as 30s`, 'ack_timeout');
+  }
+  return { name: request.consumer, ackTimeoutMs, maxDeliver: request.maxDeliver || undefined };
+}
+
 /**
- * The event-bus service over an event log. Durable consumers (Ack, consumer
- * names) answer UNIMPLEMENTED in this release.
+ * The event-bus service over an event log (in-process or JetStream): Publish,
+ * PublishBatch, Subscribe (live or durable consumer), Ack and GetTopicInfo.
  */
-export function createEventBusService(logger: Logger, log: MemoryEventLog): ServiceRegistration {
-  const implementation: Partial<EventBusServer> = {
+export function createEventBusService(logger: Logger, log: EventLog): ServiceRegistration {
+  const implementation: EventBusServer = {
     publish: unary(logger, async (request: PublishRequest) => {
       const event = checkEvent(request.event, 'event');
-      const [sequence] = log.append([event]);
-      return { sequence: sequence!, id: '' };
+      const [sequence] = await log.append([event]);
+      return { sequence: sequence!, id: event.id };
     }),
     publishBatch: clientStream(logger, async (requests: AsyncIterable<PublishBatchRequest>) => {
       const sequences: number[] = [];
       for await (const request of requests) {
         if (request.events.length > MAX_BATCH) throw new InvalidArgumentError(`at most ${MAX_BATCH} events per message`, 'events');
-        sequences.push(...log.append(request.events.map((e, i) => checkEvent(e, `events[${i}]`))));
+        sequences.push(...(await log.append(request.events.map((e, i) => checkEvent(e, `events[${i}]`)))));
       }
       return { sequences };
     }),
@@ -56,15 +73,19 @@ export function createEventBusService(logger: Logger, log: MemoryEventLog): Serv
       request.subjects.forEach((s, i) => {
         if (!isValidSubjectPattern(s)) throw new InvalidArgumentError(`"${s}" is not a subject pattern (tokens separated by ".", "*" or a final ">")`, `subjects[${i}]`);
       });
-      if (request.consumer) throw new InvalidArgumentError('durable consumers are not supported in this release', 'consumer');
-      for await (const event of log.subscribe({ subjects: request.subjects, filter: request.filter, start: startPosition(request) }, signal)) {
-        await write({ event, delivery: 1 });
+      const options = { subjects: request.subjects, filter: request.filter, start: startPosition(request), consumer: durableConsumer(request) };
+      for await (const { event, delivery } of await log.subscribe(options, signal)) {
+        await write({ event, delivery });
       }
+    }),
+    ack: unary(logger, async (request) => {
+      if (!request.consumer) throw new InvalidArgumentError('a consumer name is required', 'consumer');
+      return { acknowledged: await log.ack(request.consumer, request.sequences) };
     }),
     getTopicInfo: unary(logger, async (request) => {
       const subject = request.subject || '>';
       if (!isValidSubjectPattern(subject)) throw new InvalidArgumentError(`"${subject}" is not a subject pattern`, 'subject');
-      return { ...log.info(subject), consumers: [] };
+      return await log.info(subject);
     }),
   };
   return { name: SERVICE_NAMES.eventBus, definition: EventBusDefinition, implementation };

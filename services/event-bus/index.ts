@@ -1,3 +1,19 @@
 export { createEventBusService } from './event-bus-service.js';
-export { MemoryEventLog, type MemoryEventLogOptions, type StartPosition, type SubscriptionOptions } from './memory-event-log.js';
+export { openEventLog, type EventLogConfig } from './open-event-log.js';
+export {
+  DEFAULT_ACK_TIMEOUT_MS,
+  DEFAULT_MAX_ACK_PENDING,
+  DEFAULT_MAX_DELIVER,
+  DEFAULT_MAX_PENDING,
+  type ConsumerState,
+  type Delivery,
+  type DurableConsumerOptions,
+  type EventBusBackend,
+  type EventLog,
+  type StartPosition,
+  type SubscriptionOptions,
+  type TopicInfo,
+} from './event-log.js';
+export { MemoryEventLog, type MemoryEventLogOptions } from './memory-event-log.js';
+export { JetStreamEventLog, type JetStreamEventLogOptions } from './jetstream-event-log.js';
 export { isValidSubjectPattern, subjectMatcher } from './subject-pattern.js';

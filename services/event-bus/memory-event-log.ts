@@ -1,20 +1,27 @@
-import { randomUUID } from 'node:crypto';
-import { ResourceExhaustedError } from '../common/errors.js';
+import { FailedPreconditionError, InvalidArgumentError } from '../common/errors.js';
 import type { Event } from '../common/proto.js';
-import { subjectMatcher } from './subject-pattern.js';
+import {
+  consumerWithin,
+  DEFAULT_ACK_TIMEOUT_MS,
+  DEFAULT_MAX_ACK_PENDING,
+  DEFAULT_MAX_DELIVER,
+  DEFAULT_MAX_PENDING,
+  eventMatcher,
+  prepareEvent,
+  sameSubjects,
+  type ConsumerState,
+  type Delivery,
+  type DurableConsumerOptions,
+  type EventLog,
+  type StartPosition,
+  type SubscriptionOptions,
+  type TopicInfo,
+} from './event-log.js';
+import { PendingBuffer } from './pending-buffer.js';
 
-/** Where a subscription starts reading. */
-export type StartPosition = { kind: 'new' } | { kind: 'sequence'; sequence: number } | { kind: 'time'; time: Date } | { kind: 'last'; count: number };
+export type { StartPosition, SubscriptionOptions } from './event-log.js';
 
-export interface SubscriptionOptions {
-  subjects: readonly string[];
-  /** Attributes an event must carry with these exact values. */
-  filter: Readonly<Record<string, string>>;
-  start: StartPosition;
-  /** Events a subscriber may have pending before it is cut off. @default 10000 */
-  maxPending?: number;
-}
-
+/** Retention of the in-process log. */
 export interface MemoryEventLogOptions {
   /** Events kept; the oldest are dropped beyond this. @default 100000 */
   maxEvents?: number;
@@ -24,16 +31,42 @@ export interface MemoryEventLogOptions {
 
 interface Subscriber {
   matches: (event: Event) => boolean;
-  push: (event: Event) => void;
+  buffer: PendingBuffer<Delivery>;
+}
+
+interface Unacked {
+  deliveries: number;
+  /** When it is redelivered, in ms since the epoch. */
+  dueMs: number;
+}
+
+/** A durable consumer of the in-process log: a cursor plus its unacknowledged deliveries. */
+interface MemoryConsumer {
+  name: string;
+  subjects: readonly string[];
+  filter: Readonly<Record<string, string>>;
+  matches: (event: Event) => boolean;
+  ackTimeoutMs: number;
+  maxDeliver: number;
+  maxAckPending: number;
+  /** Next sequence to look at for a first delivery. */
+  cursor: number;
+  unacked: Map<number, Unacked>;
+  /** Wakes the subscriptions reading this consumer. */
+  wakers: Set<() => void>;
 }
 
 /**
  * The in-process event log of the embedded profile: ordered, bounded by count
- * and age, held in memory (events do not survive a restart of the mesh).
+ * and age, held in memory. Its durability is that of the mesh process: events
+ * and durable consumers' positions survive a subscriber's reconnect but not a
+ * restart of the mesh (use the JetStream backend for that).
  */
-export class MemoryEventLog {
-  readonly #events: Event[] = [];
+export class MemoryEventLog implements EventLog {
+  readonly backend = 'memory' as const;
+  #events: Event[] = [];
   readonly #subscribers = new Set<Subscriber>();
+  readonly #consumers = new Map<string, MemoryConsumer>();
   #nextSequence = 1;
   readonly #maxEvents: number;
   readonly #maxAgeMs: number;
@@ -43,23 +76,22 @@ export class MemoryEventLog {
     this.#maxAgeMs = options.maxAgeMs ?? 3_600_000;
   }
 
-  /** Appends events in order, filling id, time and sequence; returns the sequences. */
-  append(events: readonly Event[]): number[] {
+  async append(events: readonly Event[]): Promise<number[]> {
+    return this.appendNow(events);
+  }
+
+  /** append(), synchronously: for callers in the same process that need the sequences at once. */
+  appendNow(events: readonly Event[]): number[] {
     const now = new Date();
     const sequences: number[] = [];
     for (const input of events) {
-      const event: Event = {
-        ...input,
-        id: input.id || randomUUID(),
-        sequence: this.#nextSequence++,
-        time: input.time ?? now,
-        datacontenttype: input.datacontenttype || 'application/json',
-      };
+      const event: Event = { ...prepareEvent(input, now), sequence: this.#nextSequence++ };
       this.#events.push(event);
       sequences.push(event.sequence);
-      for (const subscriber of this.#subscribers) if (subscriber.matches(event)) subscriber.push(event);
+      for (const subscriber of this.#subscribers) if (subscriber.matches(event)) subscriber.buffer.push({ event, delivery: 1 });
     }
     this.#trim(now.getTime());
+    for (const consumer of this.#consumers.values()) for (const wake of consumer.wakers) wake();
     return sequences;
   }
 
@@ -69,66 +101,194 @@ export class MemoryEventLog {
     if (drop > 0) this.#events.splice(0, drop);
   }
 
-  /** Counts and sequence bounds of the events whose subject matches the pattern. */
-  info(pattern: string): { count: number; firstSequence: number; lastSequence: number } {
-    const matches = subjectMatcher([pattern]);
+  /** The stored event with this sequence, if retention kept it. */
+  #at(sequence: number): Event | undefined {
+    const first = this.#events[0]?.sequence ?? this.#nextSequence;
+    return this.#events[sequence - first];
+  }
+
+  async info(pattern: string): Promise<TopicInfo> {
+    const matches = eventMatcher([pattern], {});
     let count = 0;
     let firstSequence = 0;
     let lastSequence = 0;
     for (const event of this.#events) {
-      if (!matches(event.type)) continue;
+      if (!matches(event)) continue;
       count++;
       firstSequence ||= event.sequence;
       lastSequence = event.sequence;
     }
-    return { count, firstSequence, lastSequence };
+    const consumers = [...this.#consumers.values()].filter((c) => consumerWithin(pattern, c.subjects)).map((c) => this.#consumerState(c));
+    return { count, firstSequence, lastSequence, consumers };
+  }
+
+  #consumerState(consumer: MemoryConsumer): ConsumerState {
+    let waiting = 0;
+    let firstWaiting = this.#nextSequence;
+    for (let seq = Math.max(consumer.cursor, this.#events[0]?.sequence ?? consumer.cursor); seq < this.#nextSequence; seq++) {
+      if (!consumer.matches(this.#at(seq)!)) continue;
+      waiting++;
+      firstWaiting = Math.min(firstWaiting, seq);
+    }
+    // Like JetStream's ack floor: everything below the first event still owed to the consumer counts as acknowledged.
+    const firstOwed = Math.min(firstWaiting, ...consumer.unacked.keys());
+    return { name: consumer.name, acknowledgedSequence: firstOwed - 1, lag: waiting + consumer.unacked.size };
+  }
+
+  async ack(consumerName: string, sequences: readonly number[]): Promise<number> {
+    const consumer = this.#consumers.get(consumerName);
+    if (!consumer) return 0;
+    let acknowledged = 0;
+    for (const sequence of sequences) if (consumer.unacked.delete(sequence)) acknowledged++;
+    for (const wake of consumer.wakers) wake();
+    return acknowledged;
+  }
+
+  async subscribe(options: SubscriptionOptions, signal: AbortSignal): Promise<AsyncIterable<Delivery>> {
+    if (!options.consumer) return this.#subscribeLive(options, signal);
+    if (!/^[A-Za-z0-9_-]+$/.test(options.consumer.name)) throw new InvalidArgumentError('a consumer name is letters, digits, "_" and "-"', 'consumer');
+    return this.#subscribeDurable(this.#consumer(options, options.consumer), signal);
+  }
+
+  #subscribeLive(options: SubscriptionOptions, signal: AbortSignal): AsyncGenerator<Delivery> {
+    const matches = eventMatcher(options.subjects, options.filter);
+    const buffer = new PendingBuffer<Delivery>(options.maxPending ?? DEFAULT_MAX_PENDING);
+    const start = options.start;
+    if (start.kind !== 'new') {
+      const backlog = this.#events.filter(matches);
+      const from =
+        start.kind === 'sequence'
+          ? backlog.filter((e) => e.sequence >= start.sequence)
+          : start.kind === 'time'
+            ? backlog.filter((e) => (e.time?.getTime() ?? 0) >= start.time.getTime())
+            : backlog.slice(-start.count);
+      for (const event of from) buffer.push({ event, delivery: 1 });
+    }
+    const subscriber: Subscriber = { matches, buffer };
+    this.#subscribers.add(subscriber);
+    const subscribers = this.#subscribers;
+    return (async function* () {
+      try {
+        yield* buffer.drain(signal);
+      } finally {
+        subscribers.delete(subscriber);
+      }
+    })();
+  }
+
+  #consumer(options: SubscriptionOptions, durable: DurableConsumerOptions): MemoryConsumer {
+    const existing = this.#consumers.get(durable.name);
+    if (existing) {
+      if (!sameSubjects(existing.subjects, options.subjects) || JSON.stringify(existing.filter) !== JSON.stringify(options.filter)) {
+        throw new FailedPreconditionError(`consumer "${durable.name}" already exists with subjects [${existing.subjects.join(', ')}] and another filter; use another name`);
+      }
+      return existing;
+    }
+    const consumer: MemoryConsumer = {
+      name: durable.name,
+      subjects: [...options.subjects],
+      filter: { ...options.filter },
+      matches: eventMatcher(options.subjects, options.filter),
+      ackTimeoutMs: durable.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS,
+      maxDeliver: durable.maxDeliver ?? DEFAULT_MAX_DELIVER,
+      maxAckPending: durable.maxAckPending ?? DEFAULT_MAX_ACK_PENDING,
+      cursor: this.#startSequence(options.start, eventMatcher(options.subjects, options.filter)),
+      unacked: new Map(),
+      wakers: new Set(),
+    };
+    this.#consumers.set(durable.name, consumer);
+    return consumer;
+  }
+
+  #startSequence(start: StartPosition, matches: (event: Event) => boolean): number {
+    const first = this.#events[0]?.sequence ?? this.#nextSequence;
+    switch (start.kind) {
+      case 'new':
+        return this.#nextSequence;
+      case 'sequence':
+        return Math.max(start.sequence, first);
+      case 'time':
+        return this.#events.find((e) => (e.time?.getTime() ?? 0) >= start.time.getTime())?.sequence ?? this.#nextSequence;
+      case 'last': {
+        const matching = this.#events.filter(matches);
+        return matching[Math.max(0, matching.length - start.count)]?.sequence ?? this.#nextSequence;
+      }
+    }
   }
 
   /**
-   * Streams matching events: first the stored ones from the start position,
-   * then new ones as they are appended. A subscriber that falls more than
-   * `maxPending` events behind gets ResourceExhaustedError (never silent loss).
+   * A durable consumer reads the log through a cursor, so it never overflows:
+   * past `maxAckPending` unacknowledged deliveries it simply waits. Expired
+   * deliveries go first, oldest sequence first, before any new event.
    */
-  async *subscribe(options: SubscriptionOptions, signal: AbortSignal): AsyncGenerator<Event> {
-    const subjects = subjectMatcher(options.subjects);
-    const filters = Object.entries(options.filter);
-    const matches = (event: Event) => subjects(event.type) && filters.every(([k, v]) => event.attributes[k] === v);
-    const maxPending = options.maxPending ?? 10_000;
-    const pending: Event[] = [];
+  async *#subscribeDurable(consumer: MemoryConsumer, signal: AbortSignal): AsyncGenerator<Delivery> {
+    const mine = new Set<number>();
     let wake: (() => void) | undefined;
-    let overflow = 0;
-    const subscriber: Subscriber = {
-      matches,
-      push: (event) => {
-        if (pending.length >= maxPending) overflow++;
-        else pending.push(event);
-        wake?.();
-      },
+    let timer: NodeJS.Timeout | undefined;
+    const waker = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
     };
-    const start = options.start;
-    const backlog = this.#events.filter(matches);
-    if (start.kind === 'sequence') pending.push(...backlog.filter((e) => e.sequence >= start.sequence));
-    else if (start.kind === 'time') pending.push(...backlog.filter((e) => (e.time?.getTime() ?? 0) >= start.time.getTime()));
-    else if (start.kind === 'last') pending.push(...backlog.slice(-start.count));
-    this.#subscribers.add(subscriber);
-    const onAbort = () => wake?.();
-    signal.addEventListener('abort', onAbort);
+    consumer.wakers.add(waker);
+    signal.addEventListener('abort', waker);
     try {
       while (!signal.aborted) {
-        const event = pending.shift();
-        if (event) {
-          yield event;
+        const next = this.#nextDelivery(consumer, Date.now());
+        if (next) {
+          mine.add(next.event.sequence);
+          yield next;
           continue;
         }
-        if (overflow > 0) {
-          throw new ResourceExhaustedError(`subscriber fell behind by more than ${maxPending} events; ${overflow} events were not delivered (resume with from_sequence)`);
-        }
-        await new Promise<void>((resolve) => (wake = resolve));
-        wake = undefined;
+        const dueMs = Math.min(...[...consumer.unacked.values()].map((u) => u.dueMs));
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          if (Number.isFinite(dueMs)) timer = setTimeout(waker, Math.max(1, dueMs - Date.now()));
+        });
+        clearTimeout(timer);
       }
     } finally {
-      signal.removeEventListener('abort', onAbort);
-      this.#subscribers.delete(subscriber);
+      clearTimeout(timer);
+      signal.removeEventListener('abort', waker);
+      consumer.wakers.delete(waker);
+      // A subscriber that leaves hands its unacknowledged events straight back, so the next one gets them first and in order.
+      for (const sequence of mine) {
+        const unacked = consumer.unacked.get(sequence);
+        if (unacked) unacked.dueMs = 0;
+      }
+      for (const wakeOther of consumer.wakers) wakeOther();
     }
+  }
+
+  #nextDelivery(consumer: MemoryConsumer, nowMs: number): Delivery | undefined {
+    let due: number | undefined;
+    for (const [sequence, unacked] of consumer.unacked) {
+      if (unacked.dueMs <= nowMs && (due === undefined || sequence < due)) due = sequence;
+    }
+    if (due !== undefined) {
+      const unacked = consumer.unacked.get(due)!;
+      const event = this.#at(due);
+      if (!event || unacked.deliveries >= consumer.maxDeliver) {
+        // Expired from retention, or delivered maxDeliver times: the consumer gives up on it.
+        consumer.unacked.delete(due);
+        return this.#nextDelivery(consumer, nowMs);
+      }
+      unacked.deliveries++;
+      unacked.dueMs = nowMs + consumer.ackTimeoutMs;
+      return { event, delivery: unacked.deliveries };
+    }
+    if (consumer.unacked.size >= consumer.maxAckPending) return undefined;
+    consumer.cursor = Math.max(consumer.cursor, this.#events[0]?.sequence ?? consumer.cursor);
+    while (consumer.cursor < this.#nextSequence) {
+      const event = this.#at(consumer.cursor++)!;
+      if (!consumer.matches(event)) continue;
+      consumer.unacked.set(event.sequence, { deliveries: 1, dueMs: nowMs + consumer.ackTimeoutMs });
+      return { event, delivery: 1 };
+    }
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    for (const subscriber of this.#subscribers) subscriber.buffer.end();
   }
 }
