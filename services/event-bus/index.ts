@@ -17,3 +17,5 @@ export {
 export { MemoryEventLog, type MemoryEventLogOptions } from './memory-event-log.js';
 export { JetStreamEventLog, type JetStreamEventLogOptions } from './jetstream-event-log.js';
 export { isValidSubjectPattern, subjectMatcher } from './subject-pattern.js';
+export { eventMatches } from './event-match.js';
+export { subscribeEvents, subscribeRequest } from './event-stream.js';

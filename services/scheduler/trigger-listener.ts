@@ -1,0 +1,123 @@
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { callUnary } from '../common/grpc-client.js';
+import type { Logger } from '../common/logger.js';
+import type { Event, EventBusClient } from '../common/proto.js';
+import { eventMatches } from '../event-bus/event-match.js';
+import { subscribeEvents, subscribeRequest } from '../event-bus/event-stream.js';
+import { subjectMatcher } from '../event-bus/subject-pattern.js';
+
+/** One `triggers:` entry of a pipeline: start a run when a matching event is published. */
+export interface PipelineTrigger {
+  /** Event type (or subject pattern) that starts a run, e.g. `git.push`. */
+  event: string;
+  /** Values the event must carry (attributes, then data; dotted paths allowed). */
+  match?: Record<string, unknown>;
+}
+
+/** A registered pipeline that declares triggers. */
+export interface TriggeredPipeline {
+  /** What `submit` is called with, e.g. the pipeline name. */
+  pipelineRef: string;
+  triggers: readonly PipelineTrigger[];
+  /** Declared input names; event data fields with these names become the run's inputs. */
+  inputNames?: readonly string[];
+}
+
+/** Options of a TriggerListener. */
+export interface TriggerListenerOptions {
+  eventBus: EventBusClient;
+  /** The pipelines with triggers, asked again for each event (so new registrations apply at once). */
+  pipelines: () => readonly TriggeredPipeline[] | Promise<readonly TriggeredPipeline[]>;
+  /**
+   * Starts a run. The event is passed so the caller can use `event.id` in an
+   * idempotency key: an event is delivered at least once.
+   */
+  submit: (pipelineRef: string, inputs: Record<string, string>, event: Event) => Promise<void>;
+  logger: Logger;
+  /** Durable consumer name: triggers published while the listener is down start their runs when it is back. @default "stagemesh-triggers" */
+  consumer?: string;
+  /** Redelivery of an event whose submit failed. @default "30s" */
+  ackTimeout?: string;
+  /** Tries per event before it is given up (and logged). @default 5 */
+  maxDeliver?: number;
+}
+
+/** Statuses after which the listener subscribes again; anything else is logged and retried more slowly. */
+const RESUBSCRIBE_DELAY_MS = 500;
+const SLOW_RESUBSCRIBE_DELAY_MS = 5_000;
+
+/**
+ * Starts runs from events: for each event on the bus, every registered
+ * pipeline whose trigger matches it is submitted once. It reads through a
+ * durable consumer and acknowledges an event only after its submissions
+ * succeeded, so no trigger is lost when the scheduler or the bus restarts.
+ * Events about a pipeline's own runs never trigger that pipeline (no loops).
+ */
+export class TriggerListener {
+  readonly #controller = new AbortController();
+  #running?: Promise<void>;
+  readonly #options: Required<Omit<TriggerListenerOptions, 'consumer' | 'ackTimeout' | 'maxDeliver'>> & { consumer: string; ackTimeout: string; maxDeliver: number };
+
+  private constructor(options: TriggerListenerOptions) {
+    this.#options = { consumer: 'stagemesh-triggers', ackTimeout: '30s', maxDeliver: 5, ...options };
+  }
+
+  /** Starts listening; returns at once. */
+  static start(options: TriggerListenerOptions): TriggerListener {
+    const listener = new TriggerListener(options);
+    listener.#running = listener.#loop();
+    return listener;
+  }
+
+  async #loop(): Promise<void> {
+    const { eventBus, consumer, ackTimeout, maxDeliver, logger } = this.#options;
+    const signal = this.#controller.signal;
+    while (!signal.aborted) {
+      let delayMs = RESUBSCRIBE_DELAY_MS;
+      try {
+        const request = subscribeRequest({ consumer, ackTimeout, maxDeliver, newOnly: true });
+        for await (const { event } of subscribeEvents(eventBus, request, signal)) {
+          if (!event) continue;
+          if (await this.#handle(event)) await callUnary(eventBus.ack.bind(eventBus), { consumer, sequences: [event.sequence] }, { timeoutMs: 10_000, signal });
+        }
+      } catch (err) {
+        if (signal.aborted) break;
+        const code = (err as ServiceError).code;
+        if (code !== status.UNAVAILABLE) delayMs = SLOW_RESUBSCRIBE_DELAY_MS;
+        logger.warn({ err: (err as Error).message }, 'trigger listener lost its event stream; resubscribing');
+      }
+      await sleep(delayMs, undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  /** Submits every pipeline the event triggers; false when a submission failed (the event is redelivered). */
+  async #handle(event: Event): Promise<boolean> {
+    const pipelines = await this.#options.pipelines();
+    let ok = true;
+    for (const pipeline of pipelines) {
+      if (event.attributes.pipeline === pipeline.pipelineRef) continue;
+      const triggered = pipeline.triggers.some((t) => subjectMatcher([t.event])(event.type) && eventMatches(event, t.match ?? {}));
+      if (!triggered) continue;
+      const inputs: Record<string, string> = {};
+      for (const name of pipeline.inputNames ?? []) {
+        const value = (event.data ?? {})[name];
+        if (value !== undefined && value !== null) inputs[name] = typeof value === 'object' ? JSON.stringify(value) : String(value);
+      }
+      try {
+        await this.#options.submit(pipeline.pipelineRef, inputs, event);
+        this.#options.logger.info({ pipeline: pipeline.pipelineRef, event: event.type, eventId: event.id }, 'event trigger started a run');
+      } catch (err) {
+        ok = false;
+        this.#options.logger.warn({ err, pipeline: pipeline.pipelineRef, eventId: event.id }, 'event trigger could not start a run; the event will be redelivered');
+      }
+    }
+    return ok;
+  }
+
+  /** Stops listening; safe to call twice, returns the same promise. */
+  stop(): Promise<void> {
+    this.#controller.abort();
+    return this.#running ?? Promise.resolve();
+  }
+}
