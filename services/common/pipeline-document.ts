@@ -126,7 +126,7 @@ export function dataToPipeline(data: Record<string, unknown>): Pipeline {
     inputs: strMap(data.inputs),
     defaults: defaults ? { timeout: str(defaults.timeout), retry: toRetry(defaults.retry) } : undefined,
     concurrency: data.concurrency ? Concurrency.fromPartial(data.concurrency as Concurrency) : undefined,
-    triggers: [],
+    triggers: ((data.triggers as Record<string, unknown>[]) ?? []).map((t) => ({ event: str(t.event), match: strMap(t.match) })),
     stages: ((data.stages as Record<string, unknown>[]) ?? []).map(
       (s): Stage => ({
         id: str(s.id),
@@ -170,7 +170,7 @@ export function pipelineToData(p: Pipeline): Record<string, unknown> {
     inputs: p.inputs,
     defaults: p.defaults ? compact({ timeout: p.defaults.timeout, retry: fromRetry(p.defaults.retry) }) : undefined,
     concurrency: p.concurrency ? compact({ max: p.concurrency.max || undefined, frameworks: p.concurrency.frameworks }) : undefined,
-    triggers: p.triggers?.length ? p.triggers : undefined,
+    triggers: p.triggers?.length ? p.triggers.map((t) => compact({ event: t.event, match: t.match })) : undefined,
     stages: p.stages.map((s) =>
       compact({
         id: s.id,
