@@ -5,6 +5,7 @@ import { registerRunCommand } from './run-command.js';
 import { registerRunsCommand } from './runs-command.js';
 import { registerStartCommand } from './start-command.js';
 import { registerValidateCommand } from './validate-command.js';
+import { registerEventsCommand } from './events-command.js';
 import { registerWorkerCommand } from './worker-command.js';
 
 /** Builds the `stagemesh` command line. */
@@ -18,6 +19,7 @@ export function createProgram(): Command {
   registerRunCommand(program);
   registerRunsCommand(program);
   registerValidateCommand(program);
+  registerEventsCommand(program);
   registerWorkerCommand(program);
   registerBenchCommand(program);
   return program;

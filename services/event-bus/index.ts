@@ -19,3 +19,4 @@ export { JetStreamEventLog, type JetStreamEventLogOptions } from './jetstream-ev
 export { isValidSubjectPattern, subjectMatcher } from './subject-pattern.js';
 export { eventMatches } from './event-match.js';
 export { subscribeEvents, subscribeRequest } from './event-stream.js';
+export { toCloudEvent, type CloudEventJson } from './cloud-event.js';
