@@ -20,3 +20,4 @@ export { isValidSubjectPattern, subjectMatcher } from './subject-pattern.js';
 export { eventMatches } from './event-match.js';
 export { subscribeEvents, subscribeRequest } from './event-stream.js';
 export { toCloudEvent, type CloudEventJson } from './cloud-event.js';
+export { WebhookForwarder, signWebhook, DEAD_LETTER_TYPE, type WebhookForwarderOptions, type DeadLetter } from './webhook-forwarder.js';
