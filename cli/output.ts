@@ -55,20 +55,43 @@ export function formatRunSummary(run: Run): string {
   return lines.join('\n');
 }
 
-/** Findings grouped by stage, each with its rule id, field path and fix. */
+const SEVERITY_ORDER = [Severity.SEVERITY_ERROR, Severity.SEVERITY_WARNING, Severity.SEVERITY_INFO, Severity.SEVERITY_UNSPECIFIED];
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/**
+ * A validation report for people: the gate's verdict with score and
+ * threshold, the laws and the dimensions below 1, then the findings grouped
+ * by stage (pipeline-level first), errors first, each with its rule id,
+ * field path, message and fix. Coloured on a terminal.
+ */
 export function formatReport(file: string, report: Report): string {
   const c = palette();
-  const errors = report.findings.filter((f) => f.severity === Severity.SEVERITY_ERROR).length;
-  const head = report.findings.length === 0 ? c.green('ok') : errors ? c.red(`${errors} error${errors === 1 ? '' : 's'}`) : c.yellow(`${report.findings.length} warning(s)`);
-  const lines = [`${c.bold(file)}: ${head} (score ${report.score.toFixed(2)}, threshold ${report.threshold.toFixed(2)})`];
+  const count = (s: Severity) => report.findings.filter((f) => f.severity === s).length;
+  const [errors, warnings, notes] = [count(Severity.SEVERITY_ERROR), count(Severity.SEVERITY_WARNING), count(Severity.SEVERITY_INFO)];
+  const broken = report.laws.filter((l) => !l.passed);
+  const below = report.score < report.threshold;
+  const verdict = report.passed ? c.green('ok') : c.red('FAILED');
+  const scoreText = `score ${report.score.toFixed(2)} ${below ? '<' : '≥'} threshold ${report.threshold.toFixed(2)}${below && report.enforcement === 'audit' ? ' (not enforced: policy audits)' : ''}`;
+  const counts = [errors && c.red(plural(errors, 'error')), warnings && c.yellow(plural(warnings, 'warning')), notes && plural(notes, 'note')].filter(Boolean).join(', ');
+  const lines = [`${c.bold(file)}: ${verdict} — ${below && !report.passed ? c.red(scoreText) : scoreText}${counts ? `; ${counts}` : ''}`];
+  if (report.laws.length) {
+    lines.push(`  laws: ${report.laws.map((l) => (l.passed ? c.green(`${l.id} ✓`) : c.red(`${l.id} ${l.name} ✗`))).join('  ')}`);
+  }
+  const weak = report.dimensions.filter((d) => d.score < 1);
+  if (weak.length && report.laws.length) lines.push(`  ${c.dim(`dimensions below 1: ${weak.map((d) => `${d.id} ${d.name} ${d.score.toFixed(2)}`).join(', ')}`)}`);
+  if (broken.length === 0 && !report.passed) lines.push(`  ${c.red('the score is below the threshold: the notes and warnings below say what raises it')}`);
   const groups = new Map<string, Finding[]>();
   for (const f of report.findings) groups.set(f.stageId, [...(groups.get(f.stageId) ?? []), f]);
-  for (const [stage, findings] of groups) {
-    lines.push(`  ${stage ? `stage ${stage}` : 'pipeline'}:`);
+  // Pipeline-level findings first, then stages in the order the pipeline lists them.
+  const position = (stage: string) => (stage === '' ? -1 : Number(/^stages\[(\d+)\]/.exec(groups.get(stage)![0]!.fieldPath)?.[1] ?? Number.MAX_SAFE_INTEGER));
+  const order = [...groups.keys()].sort((a, b) => position(a) - position(b));
+  for (const stage of order) {
+    lines.push(`  ${stage ? `stage ${c.bold(stage)}` : 'pipeline'}:`);
+    const findings = groups.get(stage)!.sort((a, b) => SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity));
     for (const f of findings) {
-      const severity = f.severity === Severity.SEVERITY_ERROR ? c.red('error') : c.yellow('warning');
+      const severity = f.severity === Severity.SEVERITY_ERROR ? c.red('error  ') : f.severity === Severity.SEVERITY_WARNING ? c.yellow('warning') : c.dim('note   ');
       lines.push(`    ${severity} ${c.bold(f.ruleId)} at ${f.fieldPath}: ${f.message}`);
-      if (f.fix) lines.push(`      ${c.dim(`fix: ${f.fix}`)}`);
+      if (f.fix) lines.push(`            ${c.dim(`fix: ${f.fix}`)}`);
     }
   }
   return lines.join('\n');

@@ -118,6 +118,29 @@ describe('cli - stagemesh commands against a running mesh', function () {
     assert.equal(local.code, 1);
   });
 
+  it('validate exits by the gate: 1 below the threshold, 0 when passing with warnings, 2 on a bad policy', async () => {
+    const terse = join(scratch, 'terse.yaml');
+    writeFileSync(terse, 'name: terse\nstages:\n  - { id: a, framework: shell, run: { command: make } }\n');
+    const below = await cli('validate', '--local', terse);
+    assert.equal(below.code, 1);
+    assert.match(below.stdout, /terse\.yaml: FAILED — score 0\.\d+ < threshold 0\.90/);
+    assert.match(below.stdout, /stage a:\n/);
+    assert.match(below.stdout, /note +COF09-timeout at stages\[0\]\.timeout: .*\n +fix: add timeout/);
+    const audit = join(scratch, 'audit.yaml');
+    writeFileSync(audit, 'enforcement: audit\n');
+    const audited = await cli('validate', '--local', '--policy', audit, terse);
+    assert.equal(audited.code, 0);
+    assert.match(audited.stdout, /warning UCL3-owner at owner/);
+    const viaMesh = await cli(...address, 'validate', '--policy', audit, '--json', terse);
+    assert.equal(viaMesh.code, 0);
+    assert.equal(JSON.parse(viaMesh.stdout)[0].report.enforcement, 'audit');
+    const badPolicy = join(scratch, 'bad-policy.yaml');
+    writeFileSync(badPolicy, 'threshold: 3\n');
+    const refused = await cli('validate', '--local', '--policy', badPolicy, terse);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /threshold: expected a number from 0 to 1/);
+  });
+
   it('exits 2 on usage errors and unreadable files', async () => {
     assert.equal((await cli(...address, 'validate', join(scratch, 'missing.yaml'))).code, 2);
     assert.match((await cli(...address, 'run', join(scratch, 'missing.yaml'))).stderr, /cannot read .*missing\.yaml: ENOENT/);

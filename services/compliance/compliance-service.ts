@@ -2,24 +2,84 @@ import type { Logger } from '../common/logger.js';
 import { unary } from '../common/handlers.js';
 import { InvalidArgumentError } from '../common/errors.js';
 import type { ServiceRegistration } from '../common/grpc-server.js';
-import { ComplianceService as ComplianceDefinition, SERVICE_NAMES, type ComplianceServer, type ValidateRequest } from '../common/proto.js';
-import { DEFAULT_THRESHOLD, validatePipeline } from './rules.js';
+import { ComplianceService as ComplianceDefinition, SERVICE_NAMES, type ComplianceServer, type Policy, type ValidateRequest } from '../common/proto.js';
+import type { AuditLog } from './audit-log.js';
+import { PolicyError } from './errors.js';
+import { DEFAULT_POLICY, Enforcement, policyFromMessage, policyToMessage, resolvePolicy, type ResolvedPolicy } from './policy.js';
+import { validatePipeline } from './rules.js';
 
 /**
- * The compliance service: validates and scores pipelines before they run.
- * SetPolicy and Audit answer UNIMPLEMENTED in this release.
+ * The policy the service starts with when given none: the default policy
+ * (threshold 0.90, default weights) in `audit` mode, so the admission gate
+ * enforces the laws and reports the score without refusing on it until an
+ * operator sets `enforcement: enforce` (see docs/compliance.md).
  */
-export function createComplianceService(logger: Logger): ServiceRegistration {
+export const SERVICE_START_POLICY: ResolvedPolicy = resolvePolicy({ ...policyDataOf(DEFAULT_POLICY), enforcement: Enforcement.AUDIT });
+
+function policyDataOf(policy: ResolvedPolicy): Record<string, unknown> {
+  return { threshold: policy.threshold, enforcement: policy.enforcement, weights: { ...policy.weights } };
+}
+
+/** Options of the compliance service. */
+export interface ComplianceServiceOptions {
+  /** The policy in force until SetPolicy replaces it (kept in memory). @default SERVICE_START_POLICY */
+  policy?: ResolvedPolicy;
+  /**
+   * Frameworks the workers of the cluster offer, for COF10 (Spatial); called
+   * once per validation. When it fails or is absent, every framework counts as
+   * available. @default undefined
+   */
+  availableFrameworks?: () => Promise<readonly string[]>;
+  /** Where runtime audit findings are kept for Audit; without it Audit answers with no findings. @default undefined */
+  auditLog?: AuditLog;
+}
+
+/** Reads a wire policy, turning a PolicyError into INVALID_ARGUMENT under `fieldPrefix`. */
+function readPolicy(message: Policy, fieldPrefix: string): ResolvedPolicy {
+  try {
+    return policyFromMessage(message);
+  } catch (err) {
+    if (err instanceof PolicyError) throw new InvalidArgumentError(err.reason, `${fieldPrefix}.${err.fieldPath}`, { cause: err });
+    throw err;
+  }
+}
+
+/**
+ * The compliance service: Validate scores a pipeline against the policy in
+ * force (or one sent with the request), GetPolicy/SetPolicy read and replace
+ * that policy (in memory: a restart goes back to `options.policy`), Audit
+ * lists the runtime findings of a run.
+ */
+export function createComplianceService(logger: Logger, options: ComplianceServiceOptions = {}): ServiceRegistration {
+  let policy = options.policy ?? SERVICE_START_POLICY;
+  const frameworks = async (): Promise<readonly string[] | undefined> => {
+    if (!options.availableFrameworks) return undefined;
+    try {
+      return await options.availableFrameworks();
+    } catch (err) {
+      logger.warn({ err }, 'cannot list the frameworks of the cluster; scoring COF10 as if every framework were available');
+      return undefined;
+    }
+  };
   const implementation: Partial<ComplianceServer> = {
     validate: unary(logger, async (request: ValidateRequest) => {
       if (request.document === undefined && !request.pipeline) {
         throw new InvalidArgumentError('a pipeline or a document is required', 'definition');
       }
-      return { report: validatePipeline(request) };
+      const used = request.policy ? readPolicy(request.policy, 'policy') : policy;
+      return { report: validatePipeline(request, { policy: used, availableFrameworks: await frameworks() }) };
     }),
-    getPolicy: unary(logger, async () => ({
-      policy: { threshold: DEFAULT_THRESHOLD, weights: {}, disabledRules: [], document: '' },
-    })),
+    getPolicy: unary(logger, async () => ({ policy: policyToMessage(policy) })),
+    setPolicy: unary(logger, async (request) => {
+      if (!request.policy) throw new InvalidArgumentError('a policy is required', 'policy');
+      policy = readPolicy(request.policy, 'policy');
+      logger.info({ threshold: policy.threshold, enforcement: policy.enforcement, customRules: policy.customRules.length }, 'compliance policy replaced');
+      return { policy: policyToMessage(policy) };
+    }),
+    audit: unary(logger, async (request) => {
+      if (!request.runId) throw new InvalidArgumentError('a run id is required', 'run_id');
+      return { findings: options.auditLog?.findings(request.runId) ?? [] };
+    }),
   };
   return { name: SERVICE_NAMES.compliance, definition: ComplianceDefinition, implementation };
 }
