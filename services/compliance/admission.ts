@@ -1,5 +1,7 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { BinaryReader, BinaryWriter } from '@bufbuild/protobuf/wire';
+import type { InvalidArgumentError } from '../common/errors.js';
+import { problemsToError } from '../common/pipeline-document.js';
 import { Report, Severity } from '../common/proto.js';
 
 /** The standard trailer carrying a `google.rpc.Status` with typed details (https://google.aip.dev/193). */
@@ -67,4 +69,24 @@ export function reportFromStatusError(err: { metadata?: Metadata }): Report | un
     // Details from another server that are not a google.rpc.Status: no report to show.
   }
   return undefined;
+}
+
+/**
+ * Rules whose errors mean the definition itself is unusable (it cannot be
+ * read, or its graph is not a DAG): bad input, answered INVALID_ARGUMENT with
+ * the field path, as RegisterPipeline and SubmitRun always have.
+ */
+const STRUCTURAL_RULES: ReadonlySet<string> = new Set(['UCL1-syntax', 'UCL1-schema', 'UCL2-duplicate-id', 'UCL2-dangling-need', 'UCL2-cycle', 'UCL5-size']);
+
+/**
+ * The admission gate's decision for a report, as the error to throw, or
+ * undefined to admit: INVALID_ARGUMENT (first structural error's field path)
+ * when the definition is unusable; FAILED_PRECONDITION with the report in
+ * the status details when it is readable but breaks another law or scores
+ * below an enforced threshold.
+ */
+export function admissionError(report: Report): InvalidArgumentError | ServiceError | undefined {
+  const structural = report.findings.filter((f) => f.severity === Severity.SEVERITY_ERROR && STRUCTURAL_RULES.has(f.ruleId));
+  if (structural.length > 0) return problemsToError(structural);
+  return reportToStatusError(report);
 }

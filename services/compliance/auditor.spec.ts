@@ -41,6 +41,11 @@ describe('auditRun()', () => {
     assert.ok(findings.every((f) => f.runId === 'r1'));
   });
 
+  it('audits a matrix expansion against the stage it comes from', () => {
+    const findings = auditRun(run([stageRun('build[linux]', StageState.STAGE_STATE_SUCCEEDED, 5_000)]), pipeline);
+    assert.ok(findings.some((f) => f.ruleId === 'UCL4-audit-timeout-exceeded' && f.stageId === 'build[linux]' && f.fieldPath === 'stages[0].timeout'));
+  });
+
   it('finds nothing in a run that kept its promises', () => {
     const build = stageRun('build', StageState.STAGE_STATE_SUCCEEDED, 200, { outputs: { version: '1' } });
     build.attempts[0]!.evidence!.artifacts = [{ path: 'dist/app.tgz', sizeBytes: 10 }];

@@ -11,13 +11,13 @@ const TIMEOUT_GRACE_MS = 2_000;
 /**
  * Audits a finished run against the pipeline it ran: a stage that declared
  * evidence (outputs, artifacts, a test report) but produced none, or an
- * attempt that ran past its declared timeout. Matrix copies of a stage are
- * audited against the stage they were expanded from (`id` or `id-…`).
+ * attempt that ran past its declared timeout. Matrix expansions of a stage
+ * (`test[3.11,linux]`) are audited against the stage they come from.
  */
 export function auditRun(run: Run, pipeline: Pipeline): Finding[] {
   const findings: Finding[] = [];
   const byId = new Map(pipeline.stages.map((s, index) => [s.id, { stage: s, index }]));
-  const declared = (stageId: string) => byId.get(stageId) ?? byId.get(stageId.slice(0, Math.max(0, stageId.lastIndexOf('-'))));
+  const declared = (stageId: string) => byId.get(stageId) ?? byId.get(stageId.slice(0, Math.max(0, stageId.indexOf('['))));
   const add = (ruleId: string, stageId: string, fieldPath: string, message: string, fix: string) =>
     findings.push({ ruleId, severity: Severity.SEVERITY_ERROR, stageId, fieldPath, message, fix, runId: run.runId });
   for (const stageRun of run.stages) {

@@ -20,14 +20,17 @@ function policyDataOf(policy: ResolvedPolicy): Record<string, unknown> {
   return { threshold: policy.threshold, enforcement: policy.enforcement, weights: { ...policy.weights } };
 }
 
+/** How long the frameworks of the cluster are reused between validations. */
+const FRAMEWORKS_TTL_MS = 1_000;
+
 /** Options of the compliance service. */
 export interface ComplianceServiceOptions {
   /** The policy in force until SetPolicy replaces it (kept in memory). @default SERVICE_START_POLICY */
   policy?: ResolvedPolicy;
   /**
-   * Frameworks the workers of the cluster offer, for COF10 (Spatial); called
-   * once per validation. When it fails or is absent, every framework counts as
-   * available. @default undefined
+   * Frameworks the workers of the cluster offer, for COF10 (Spatial); asked
+   * at most once a second. When it fails, answers an empty list (no worker
+   * yet) or is absent, every framework counts as available. @default undefined
    */
   availableFrameworks?: () => Promise<readonly string[]>;
   /** Where runtime audit findings are kept for Audit; without it Audit answers with no findings. @default undefined */
@@ -52,14 +55,23 @@ function readPolicy(message: Policy, fieldPrefix: string): ResolvedPolicy {
  */
 export function createComplianceService(logger: Logger, options: ComplianceServiceOptions = {}): ServiceRegistration {
   let policy = options.policy ?? SERVICE_START_POLICY;
-  const frameworks = async (): Promise<readonly string[] | undefined> => {
-    if (!options.availableFrameworks) return undefined;
-    try {
-      return await options.availableFrameworks();
-    } catch (err) {
-      logger.warn({ err }, 'cannot list the frameworks of the cluster; scoring COF10 as if every framework were available');
-      return undefined;
-    }
+  // Asked at most once a second: admission validates once per run, and the
+  // set of frameworks changes only when workers join or leave.
+  let known: { at: number; frameworks: Promise<readonly string[] | undefined> } | undefined;
+  const frameworks = (): Promise<readonly string[] | undefined> => {
+    const source = options.availableFrameworks;
+    if (!source) return Promise.resolve(undefined);
+    if (known && Date.now() - known.at < FRAMEWORKS_TTL_MS) return known.frameworks;
+    const fetched = source().then(
+      // No worker connected yet (a mesh starting) says nothing about placement.
+      (list) => (list.length > 0 ? list : undefined),
+      (err: unknown) => {
+        logger.warn({ err }, 'cannot list the frameworks of the cluster; scoring COF10 as if every framework were available');
+        return undefined;
+      },
+    );
+    known = { at: Date.now(), frameworks: fetched };
+    return fetched;
   };
   const implementation: Partial<ComplianceServer> = {
     validate: unary(logger, async (request: ValidateRequest) => {
