@@ -34,6 +34,10 @@ import {
   type TopicInfo,
 } from './event-log.js';
 import { PendingBuffer } from './pending-buffer.js';
+import { PubAckMux } from './pub-ack-mux.js';
+
+/** Longest a publish waits for JetStream's acknowledgement. */
+const PUBLISH_TIMEOUT_MS = 10_000;
 
 /** Longest one fetch of a durable consumer waits for events; also the longest a leaving subscriber waits to hand its events back. */
 const DURABLE_FETCH_EXPIRES_MS = 1_000;
@@ -82,6 +86,19 @@ export function resolveJetStreamOptions(options: JetStreamEventLogOptions = {}):
   return resolved;
 }
 
+/** A subscriber of the shared tail. */
+interface TailSubscriber {
+  matches: (event: Event) => boolean;
+  buffer: PendingBuffer<Delivery>;
+  /** Last sequence the tail saw while this subscriber was attached, for the resume hint. */
+  lastSequence: number;
+}
+
+interface Tail {
+  subscribers: Set<TailSubscriber>;
+  pump: Promise<void>;
+}
+
 /** What a durable consumer was created for, kept in its description to refuse a mismatching reuse. */
 interface ConsumerScope {
   subjects: string[];
@@ -101,14 +118,18 @@ export class JetStreamEventLog implements EventLog {
   readonly #inflight = new Map<string, Map<number, JsMsg>>();
   readonly #subscriptions = new Set<ConsumerMessages>();
   readonly #fetches = new Set<ConsumerMessages>();
+  #tail?: Promise<Tail>;
   #closing?: Promise<void>;
+  readonly #acks: PubAckMux;
 
   private constructor(
     private readonly nc: NatsConnection,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     readonly options: ResolvedOptions,
-  ) {}
+  ) {
+    this.#acks = new PubAckMux(nc, PUBLISH_TIMEOUT_MS);
+  }
 
   /**
    * Connects to NATS and creates (or updates the limits of) the stream.
@@ -164,21 +185,70 @@ export class JetStreamEventLog implements EventLog {
 
   async append(events: readonly Event[]): Promise<number[]> {
     const now = new Date();
-    const acks = events.map((input) => {
+    const stored = events.map((input) => {
       const event = prepareEvent(input, now);
       const h = natsHeaders();
+      // The id doubles as JetStream's deduplication id, so a retried publish is stored once.
+      h.set('Nats-Msg-Id', event.id);
       // Trace context and user headers travel as NATS headers too, so raw NATS tools see them.
       for (const [k, v] of Object.entries(event.headers)) h.set(k, v);
-      return this.js.publish(this.#subject(event.type), Event.encode({ ...event, sequence: 0 }).finish(), { msgID: event.id, headers: h });
+      return this.#acks.publish(this.#subject(event.type), Event.encode({ ...event, sequence: 0 }).finish(), h);
     });
-    const results = await Promise.allSettled(acks);
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed) throw new UnavailableError(`JetStream did not store the events: ${String((failed as PromiseRejectedResult).reason)}`, { cause: (failed as PromiseRejectedResult).reason });
-    return results.map((r) => (r as PromiseFulfilledResult<{ seq: number }>).value.seq);
+    return Promise.all(stored);
   }
 
   async subscribe(options: SubscriptionOptions, signal: AbortSignal): Promise<AsyncIterable<Delivery>> {
-    return options.consumer ? this.#subscribeDurable(options, options.consumer, signal) : this.#subscribeLive(options, signal);
+    if (options.consumer) return this.#subscribeDurable(options, options.consumer, signal);
+    return options.start.kind === 'new' ? this.#subscribeTail(options, signal) : this.#subscribeLive(options, signal);
+  }
+
+  /** The one ordered consumer at the end of the stream that every `new` subscription of this process shares. */
+  #openTail(): Promise<Tail> {
+    this.#tail ??= (async () => {
+      const consumer = await this.js.consumers.get(this.options.stream, { filterSubjects: `${this.options.subjectPrefix}.>`, deliver_policy: DeliverPolicy.New });
+      const messages = await consumer.consume({ max_messages: 1024 });
+      this.#subscriptions.add(messages);
+      const subscribers = new Set<TailSubscriber>();
+      const pump = (async () => {
+        for await (const m of messages) {
+          const event = this.#decode(m);
+          for (const subscriber of subscribers) {
+            subscriber.lastSequence = event.sequence;
+            if (subscriber.matches(event)) subscriber.buffer.push({ event, delivery: 1 });
+          }
+        }
+      })().then(
+        () => undefined,
+        (err: unknown) => err,
+      ).then((err) => {
+        this.#tail = undefined;
+        for (const subscriber of subscribers) subscriber.buffer.end(err ? new UnavailableError(`event stream from JetStream ended: ${(err as Error).message}`, { cause: err }) : undefined);
+      });
+      return { subscribers, pump };
+    })();
+    return this.#tail;
+  }
+
+  /**
+   * A `new` subscription joins the shared tail: NATS delivers each event once
+   * to this process, which fans it out to the matching subscribers' bounded
+   * buffers, as the in-process log does.
+   */
+  async #subscribeTail(options: SubscriptionOptions, signal: AbortSignal): Promise<AsyncIterable<Delivery>> {
+    const tail = await this.#openTail();
+    const subscriber: TailSubscriber = {
+      matches: eventMatcher(options.subjects, options.filter),
+      lastSequence: 0,
+      buffer: new PendingBuffer<Delivery>(options.maxPending ?? DEFAULT_MAX_PENDING, () => `resume with from_sequence ${subscriber.lastSequence + 1}`),
+    };
+    tail.subscribers.add(subscriber);
+    return (async function* () {
+      try {
+        yield* subscriber.buffer.drain(signal);
+      } finally {
+        tail.subscribers.delete(subscriber);
+      }
+    })();
   }
 
   #orderedStart(start: StartPosition): Partial<OrderedConsumerOptions> {
@@ -420,6 +490,7 @@ export class JetStreamEventLog implements EventLog {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       for (const messages of this.#subscriptions) messages.stop();
+      this.#acks.close();
       await this.nc.drain().catch(() => undefined);
       await this.nc.closed();
     })();
