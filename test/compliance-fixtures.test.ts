@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { benchValidate1000 } from '../bench/validate.js';
 import { validatePipeline } from '../services/compliance/rules.js';
 import { repoRoot } from './support/tools.js';
 
@@ -52,4 +53,16 @@ describe('compliance - fixture corpus and examples', function () {
       assert.equal(report.passed, true);
     });
   }
+});
+
+describe('compliance - speed', function () {
+  this.timeout(30_000);
+
+  // The budget is 50 ms (bench/validate.ts, `validate_1000_ms`); the bound
+  // here is loose so a loaded CI machine passes, and still catches a
+  // regression of an order of magnitude (a quadratic check, say).
+  it('validates a 1,000-stage pipeline message in well under 200 ms', async () => {
+    const medianMs = await benchValidate1000(3);
+    assert.ok(medianMs < 200, `median ${medianMs} ms`);
+  });
 });

@@ -119,8 +119,7 @@ export function integrityRules(ctx: CheckContext): void {
       else ctx.emit(raw('UCL5-non-nfc', field.fieldPath, 'is not in Unicode normal form C, so equal-looking text compares different', 'save the text normalised to NFC', field.stageId));
     }
     if (field.identifier) continue;
-    const prose = field.fieldPath === 'description' || field.fieldPath.endsWith('].description');
-    const secret = findSecret(field.text, field.key, prose);
+    const secret = findSecret(field.text, field.key, field.prose);
     if (secret) ctx.emit(raw('UCL5-secret', field.fieldPath, `holds ${secret} in plain text`, 'pass the secret at run time (an input or the worker environment) and rotate the one written here', field.stageId));
   }
   const { maxStages } = ctx.policy.limits;
