@@ -20,6 +20,14 @@ async function readPolicyFile(path: string): Promise<{ text: string; policy: Res
   }
 }
 
+/**
+ * `stagemesh validate FILE… [--json] [--policy FILE] [--local]`: scores each
+ * file against the policy in force on the mesh (or `--policy`, or the
+ * default policy with `--local`) and prints the reports grouped by stage.
+ * Exit code 0 when every file passes the gate, 1 when one fails it or the
+ * mesh cannot be reached, 2 on a usage error, an unreadable file or a
+ * malformed policy.
+ */
 export function registerValidateCommand(program: Command): void {
   program
     .command('validate')
