@@ -118,6 +118,14 @@ custom_rules:
     assert.equal(report.laws.find((l) => l.id === 'UCL3')?.passed, false);
   });
 
+  it('scores COF07 against the width and fan-in limits of the policy', () => {
+    const document = doc('  - { id: r, framework: noop }\n  - { id: a, framework: noop, needs: [r] }\n  - { id: b, framework: noop, needs: [r] }\n  - { id: c, framework: noop, needs: [r] }\n  - { id: z, framework: noop, needs: [a, b, c] }');
+    const report = validatePipeline({ document }, { policy: parsePolicy('limits: { max_width: 2, max_fan_in: 2 }') });
+    const computational = report.findings.filter((f) => f.ruleId.startsWith('COF07-')).map((f) => `${f.ruleId} ${f.fieldPath}`);
+    assert.deepEqual(computational.sort(), ['COF07-fan-in stages[4].needs', 'COF07-width stages']);
+    assert.equal(report.dimensions.find((d) => d.id === 'COF07')?.score, 0.5);
+  });
+
   it('breaks UCL5 when the pipeline exceeds the policy stage limit', () => {
     const report = validatePipeline({ document: doc('  - { id: a, framework: noop }\n  - { id: b, framework: noop, needs: [a] }') }, { policy: parsePolicy('limits: { max_stages: 1 }') });
     assert.ok(report.findings.some((f) => f.ruleId === 'UCL5-limits' && f.severity === Severity.SEVERITY_ERROR));
