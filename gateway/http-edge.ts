@@ -128,7 +128,15 @@ export class HttpEdge {
         const matching = routes.filter((r) => r.pattern.test(url.pathname));
         const route = matching.find((r) => r.method === request.method);
         if (!route) throw new HttpError(matching.length ? 405 : 404, matching.length ? `method ${request.method} not allowed` : `no route for ${url.pathname}`);
-        const params = Object.fromEntries(Object.entries(url.pathname.match(route.pattern)?.groups ?? {}).map(([k, v]) => [k, decodeURIComponent(v)]));
+        const params = Object.fromEntries(
+          Object.entries(url.pathname.match(route.pattern)?.groups ?? {}).map(([k, v]) => {
+            try {
+              return [k, decodeURIComponent(v)];
+            } catch {
+              throw new HttpError(400, `path segment "${v}" is not valid percent-encoding`, k);
+            }
+          }),
+        );
         const body = request.method === 'POST' || request.method === 'PUT' ? await readJson(request) : undefined;
         payload = await route.handler(params, body, url.searchParams);
       } catch (err) {

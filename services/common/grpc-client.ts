@@ -1,4 +1,5 @@
 import { credentials, Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { GRPC_CHANNEL_OPTIONS } from './channel-options.js';
 import {
   ComplianceClient,
   CoordinatorClient,
@@ -50,7 +51,7 @@ export interface MeshClients {
 /** Opens clients of every service at `address` ("host:port"), plaintext. */
 export function createMeshClients(address: string): MeshClients {
   const creds = credentials.createInsecure();
-  const options = { 'grpc.max_receive_message_length': 16 * 1024 * 1024 };
+  const options = GRPC_CHANNEL_OPTIONS;
   const clients = {
     scheduler: new SchedulerClient(address, creds, options),
     coordinator: new CoordinatorClient(address, creds, options),

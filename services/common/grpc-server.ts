@@ -6,6 +6,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { descriptorSetPath } from './paths.js';
+import { GRPC_CHANNEL_OPTIONS } from './channel-options.js';
 import type { ServiceName } from './proto.js';
 
 /** One service to serve: its generated definition and its handlers. */
@@ -81,7 +82,7 @@ export class GrpcServer {
 
   /** Binds and starts serving; every service reports SERVING once this resolves. */
   static async start(options: GrpcServerOptions): Promise<GrpcServer> {
-    const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+    const server = new Server(GRPC_CHANNEL_OPTIONS);
     for (const service of options.services) server.addService(service.definition, service.implementation as UntypedServiceImplementation);
     const health = new HealthImplementation({ '': 'NOT_SERVING' });
     health.addToServer(server);

@@ -40,9 +40,16 @@ export function serverStream<Req, Res>(
     call.once('close', () => controller.abort());
     const write = (message: Res) =>
       new Promise<void>((resolve) => {
-        // Respect back-pressure: wait for drain when the transport buffer is full.
-        if (call.write(message)) resolve();
-        else call.once('drain', resolve);
+        // Respect back-pressure: wait for drain when the transport buffer is full,
+        // but not past the end of the call (a gone client never drains).
+        if (call.write(message) || controller.signal.aborted) return resolve();
+        const done = () => {
+          call.off('drain', done);
+          controller.signal.removeEventListener('abort', done);
+          resolve();
+        };
+        call.once('drain', done);
+        controller.signal.addEventListener('abort', done, { once: true });
       });
     fn(call.request, write, controller.signal).then(
       () => call.end(),

@@ -4,6 +4,7 @@ export { danglingNeeds, duplicateStageIds, findCycle, isTerminal, nextStep, runS
 export { formatDurationMs, parseDurationMs } from './duration.js';
 export * from './errors.js';
 export { EventPublisher, lifecycleEvent, publishBatchTo } from './event-publisher.js';
+export { GRPC_CHANNEL_OPTIONS } from './channel-options.js';
 export { callUnary, createMeshClients, type CallOpts, type MeshClients } from './grpc-client.js';
 export { GrpcServer, type GrpcServerOptions, type GrpcServerState, type ServiceRegistration } from './grpc-server.js';
 export { FIELD_PATH_METADATA, isServiceError, toServiceError } from './grpc-status.js';

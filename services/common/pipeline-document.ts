@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseDocument } from 'yaml';
+import { parseDurationMs } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
 import { packageRoot } from './paths.js';
-import { Concurrency, type Pipeline, type RetryPolicy, type Stage } from './proto.js';
+import { Concurrency, Pipeline, type RetryPolicy, type Stage } from './proto.js';
 
 /** Largest pipeline definition accepted, in bytes of its YAML/JSON text. */
 export const MAX_DOCUMENT_BYTES = 1024 * 1024;
@@ -76,6 +77,23 @@ export function checkSchema(data: unknown): DocumentProblem[] {
     return seen.has(key) ? false : (seen.add(key), true);
   });
 }
+
+/** Durations the schema accepts by shape but a timer cannot wait for. */
+function checkDurations(data: unknown): DocumentProblem[] {
+  const problems: DocumentProblem[] = [];
+  const visit = (value: unknown, path: string, key: string) => {
+    if (typeof value === 'string' && DURATION_KEYS.has(key) && DURATION_SHAPE.test(value) && parseDurationMs(value) === undefined) {
+      problems.push({ ruleId: 'UCL1-schema', fieldPath: path, message: `${value} is longer than the longest supported duration (596h)`, fix: 'use a shorter duration' });
+    } else if (Array.isArray(value)) value.forEach((v, i) => visit(v, `${path}[${i}]`, key));
+    else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) visit(v, path ? `${path}.${k}` : k, k);
+  };
+  visit(data, '', '');
+  return problems;
+}
+
+/** Keys whose values are durations in the pipeline format. */
+const DURATION_KEYS = new Set(['timeout', 'backoff', 'max_backoff', 'duration']);
+const DURATION_SHAPE = /^(\d+(\.\d+)?(ms|s|m|h))+$/;
 
 /** Parses YAML or JSON text into plain data, or returns the syntax and size problems. */
 export function parseDocumentText(text: string): { data?: unknown; problems: DocumentProblem[] } {
@@ -203,11 +221,15 @@ export function readPipeline(input: { document?: string; pipeline?: Pipeline }):
     if (parsed.problems.length > 0) return { problems: parsed.problems };
     data = parsed.data;
   } else if (input.pipeline) {
+    const bytes = Pipeline.encode(input.pipeline).finish().length;
+    if (bytes > MAX_DOCUMENT_BYTES) {
+      return { problems: [{ ruleId: 'UCL5-size', fieldPath: 'pipeline', message: `definition is ${bytes} bytes, over the limit of ${MAX_DOCUMENT_BYTES}`, fix: 'split the pipeline or move data out of it' }] };
+    }
     data = pipelineToData(input.pipeline);
   } else {
     return { problems: [{ ruleId: 'UCL1-schema', fieldPath: 'pipeline', message: 'a pipeline (message or document) is required', fix: 'send pipeline or document' }] };
   }
-  const problems = checkSchema(data);
+  const problems = [...checkSchema(data), ...checkDurations(data)];
   if (problems.length > 0) return { problems };
   return { pipeline: dataToPipeline(data as Record<string, unknown>), problems: [] };
 }

@@ -43,6 +43,8 @@ export class PostgresStore implements Store {
       max: options.maxConnections ?? 10,
       ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
     });
+    // An idle client losing its server (a restart) must not crash the process: the pool replaces it.
+    pool.on('error', () => undefined);
     const store = new PostgresStore(pool);
     try {
       await migrate(store);
@@ -60,16 +62,18 @@ export class PostgresStore implements Store {
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    let broken: Error | undefined;
     try {
       await client.query('BEGIN');
       const result = await fn({ query: async <Row>(sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as Row[] });
       await client.query('COMMIT');
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
       throw err;
     } finally {
-      client.release();
+      // A connection whose rollback failed is discarded rather than reused.
+      client.release(broken);
     }
   }
 

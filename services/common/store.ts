@@ -64,6 +64,9 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX attempts_run ON attempts (run_id);`,
 ];
 
+/** Advisory lock key held while a migration runs. */
+const MIGRATION_LOCK = 0x5374_6167;
+
 /** Applies the migrations the store has not seen yet, in one transaction each. */
 export async function migrate(store: Store): Promise<void> {
   await store.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
@@ -73,6 +76,10 @@ export async function migrate(store: Store): Promise<void> {
     const version = index + 1;
     if (applied.has(version)) continue;
     await store.transaction(async (tx) => {
+      // Replicas starting together take turns; the one that waited sees the migration done.
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      const [done] = await tx.query('SELECT 1 FROM schema_migrations WHERE version = $1', [version]);
+      if (done) return;
       for (const statement of sql.split(/;\s*$/m).map((s) => s.trim()).filter(Boolean)) await tx.query(statement);
       await tx.query('INSERT INTO schema_migrations (version) VALUES ($1)', [version]);
     });

@@ -13,6 +13,9 @@ import {
 } from '../common/proto.js';
 import type { Coordinator, NodeSession } from './coordinator.js';
 
+/** Most stages one worker may offer to run at once. */
+const MAX_CAPACITY = 10_000;
+
 /** Largest task batch EnqueueTasks accepts in one call. */
 const MAX_ENQUEUE = 10_000;
 
@@ -28,7 +31,7 @@ async function serveConnect(
       if (!message.hello) throw new InvalidArgumentError('the first message on Connect must be hello', 'hello');
       const { hello } = message;
       if (hello.frameworks.length === 0) throw new InvalidArgumentError('a worker must advertise at least one framework', 'hello.frameworks');
-      if (hello.capacity < 1) throw new InvalidArgumentError('capacity must be at least 1', 'hello.capacity');
+      if (hello.capacity < 1 || hello.capacity > MAX_CAPACITY) throw new InvalidArgumentError(`capacity must be between 1 and ${MAX_CAPACITY}`, 'hello.capacity');
       session = {
         nodeId: hello.nodeId || `node-${randomUUID().slice(0, 8)}`,
         frameworks: new Set(hello.frameworks),
@@ -65,7 +68,7 @@ async function serveConnect(
       signal.addEventListener('abort', () => resolve(), { once: true });
     });
   } finally {
-    if (session) coordinator.disconnect(session.nodeId, signal.aborted ? 'stream cancelled' : 'stream closed');
+    if (session) coordinator.disconnect(session.nodeId, signal.aborted ? 'stream cancelled' : 'stream closed', session);
   }
 }
 

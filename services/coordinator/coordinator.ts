@@ -28,6 +28,8 @@ export interface NodeSession {
 }
 
 const SOURCE = 'stagemesh/coordinator';
+/** How long tasks of a cancelled run are refused after the cancellation. */
+const CANCELLED_RUN_MEMORY_MS = 10 * 60_000;
 
 function lostOutcome(task: Task, nodeId: string, error: string): Outcome {
   return {
@@ -52,6 +54,10 @@ export class Coordinator {
   readonly #nodes = new Map<string, NodeSession>();
   /** Tasks under lease and the node running them, by attempt id. */
   readonly #running = new Map<string, { task: Task; nodeId: string }>();
+  /** Attempt ids waiting in the queue. */
+  readonly #queued = new Set<string>();
+  /** Runs cancelled lately, by id, with when: tasks of theirs still on the way are dropped. */
+  readonly #cancelledRuns = new Map<string, number>();
   /** Stages in flight per pipeline, and per pipeline and framework, for concurrency limits. */
   readonly #inFlight = new Map<string, number>();
   readonly #leases: LeaseTable;
@@ -81,10 +87,21 @@ export class Coordinator {
     return Math.max(50, Math.floor(this.leaseTtlMs / 3));
   }
 
+  /**
+   * Queues tasks. A task whose attempt is already queued or running (a batch
+   * sent again after a timeout) or whose run was just cancelled is dropped.
+   * Returns how many were queued.
+   */
   enqueue(tasks: readonly Task[]): number {
-    for (const task of tasks) this.#queue.push(task);
+    let accepted = 0;
+    for (const task of tasks) {
+      if (this.#queued.has(task.attemptId) || this.#running.has(task.attemptId) || this.#cancelledRuns.has(task.runId)) continue;
+      this.#queued.add(task.attemptId);
+      this.#queue.push(task);
+      accepted++;
+    }
     this.#scheduleDispatch();
-    return tasks.length;
+    return accepted;
   }
 
   /** Registers a node; a reconnect with the same id replaces the old session (whose leases are lost). */
@@ -96,8 +113,13 @@ export class Coordinator {
     this.#scheduleDispatch();
   }
 
-  /** Forgets a node; the attempts it held are reported failed so they are retried elsewhere. */
-  disconnect(nodeId: string, reason: string): void {
+  /**
+   * Forgets a node; the attempts it held are reported lost so they run again.
+   * With `session`, only that connection is forgotten: a late close of a
+   * replaced stream leaves the node's new connection alone.
+   */
+  disconnect(nodeId: string, reason: string, session?: NodeSession): void {
+    if (session && this.#nodes.get(nodeId) !== session) return;
     if (!this.#nodes.delete(nodeId)) return;
     const lost = this.#leases.takeNode(nodeId);
     this.#failLost(lost.map((l) => l.attemptId), nodeId, `node ${nodeId} lost: ${reason}`);
@@ -134,7 +156,15 @@ export class Coordinator {
   /** Drops queued tasks of the runs and asks nodes to stop their running attempts. */
   cancelRuns(runIds: readonly string[], reason: string): { dropped: number; stopping: number } {
     let dropped = 0;
-    for (const runId of runIds) dropped += this.#queue.removeRun(runId).length;
+    const now = Date.now();
+    for (const [runId, at] of this.#cancelledRuns) if (now - at > CANCELLED_RUN_MEMORY_MS) this.#cancelledRuns.delete(runId);
+    for (const runId of runIds) {
+      this.#cancelledRuns.set(runId, now);
+      for (const task of this.#queue.removeRun(runId)) {
+        this.#queued.delete(task.attemptId);
+        dropped++;
+      }
+    }
     const targets = new Set(runIds);
     const byNode = new Map<string, string[]>();
     for (const [attemptId, { task, nodeId }] of this.#running) {
@@ -202,6 +232,7 @@ export class Coordinator {
       if (tasks.length === 0) continue;
       node.credits -= tasks.length;
       for (const task of tasks) {
+        this.#queued.delete(task.attemptId);
         this.#leases.grant(task.attemptId, node.nodeId);
         this.#running.set(task.attemptId, { task, nodeId: node.nodeId });
       }
@@ -242,6 +273,8 @@ export class Coordinator {
   #expireLeases(): void {
     const expired = this.#leases.takeExpired();
     for (const lease of expired) {
+      // The node may be alive but stalled: tell it to stop, its result would be ignored anyway.
+      this.#nodes.get(lease.nodeId)?.send({ cancel: { attemptIds: [lease.attemptId], reason: 'lease expired' } });
       this.#failLost([lease.attemptId], lease.nodeId, `lease expired: node ${lease.nodeId} sent no heartbeat for ${this.leaseTtlMs} ms`);
     }
   }

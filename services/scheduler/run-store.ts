@@ -64,6 +64,8 @@ interface RunRow {
   idempotency_key: string | null;
   reason: string;
   created_at: Date;
+  /** created_at at full precision, in listings. */
+  created_at_text?: string;
   finished_at: Date | null;
 }
 
@@ -96,7 +98,12 @@ export class RunStore {
    */
   async registerPipeline(pipeline: Pipeline): Promise<Pipeline> {
     return this.store.transaction(async (tx) => {
-      const [last] = await tx.query<{ seq: number }>('SELECT max(seq) AS seq FROM pipelines WHERE name = $1', [pipeline.name]);
+      const [last] = await tx.query<{ seq: number; definition: Pipeline; same: boolean }>(
+        'SELECT seq, definition, definition - \'version\' = $2::jsonb - \'version\' AS same FROM pipelines WHERE name = $1 ORDER BY seq DESC LIMIT 1',
+        [pipeline.name, json(pipeline)],
+      );
+      // Registering the latest definition again without a version is a no-op.
+      if (!pipeline.version && last?.same) return last.definition;
       const seq = (last?.seq ?? 0) + 1;
       const version = pipeline.version || String(seq);
       const stored = { ...pipeline, version };
@@ -227,8 +234,9 @@ export class RunStore {
     }
     if (options.pipelineName) where.push(`pipeline_name = $${params.push(options.pipelineName)}`);
     if (options.state) where.push(`state = $${params.push(options.state)}`);
+    // created_at_text keeps the microseconds a Date would lose, for exact page cursors.
     return this.store.query<RunRow>(
-      `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, run_id DESC LIMIT $1`,
+      `SELECT *, created_at::text AS created_at_text FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, run_id DESC LIMIT $1`,
       params,
     );
   }

@@ -98,7 +98,7 @@ export function createSchedulerService(logger: Logger, scheduler: Scheduler, run
       const last = rows.length === size ? rows[rows.length - 1] : undefined;
       return {
         runs: rows.map(runSummary),
-        nextPageToken: last ? Buffer.from(`${last.created_at.toISOString()}|${last.run_id}`).toString('base64url') : '',
+        nextPageToken: last ? Buffer.from(`${last.created_at_text ?? last.created_at.toISOString()}|${last.run_id}`).toString('base64url') : '',
       };
     }),
     cancelRun: unary(logger, async (request) => {

@@ -6,9 +6,9 @@ import { FailedPreconditionError, InvalidArgumentError } from '../common/errors.
 import { lifecycleEvent, type EventPublisher } from '../common/event-publisher.js';
 import type { Logger } from '../common/logger.js';
 import { problemsToError, readPipelineOrThrow } from '../common/pipeline-document.js';
-import { Evidence, OutcomeStatus, Severity, StageState, type Outcome, type Pipeline, type Report, type Run, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
+import { Evidence, OutcomeStatus, Severity, StageState, type Event, type Outcome, type Pipeline, type Report, type Run, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
 import { checkExpressions, resolveExpressions } from './expressions.js';
-import { expandMatrix, MAX_MATRIX_STAGES } from './matrix.js';
+import { expandedStageId, expandMatrix, matrixCombinations, MAX_MATRIX_STAGES } from './matrix.js';
 import { TERMINAL_RUN_STATES, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
 
 export interface SchedulerOptions {
@@ -59,14 +59,36 @@ interface PendingStep {
 /** Times a stage is run again after losing its worker before it is failed. */
 const MAX_LOST_ATTEMPTS = 5;
 
-/** Matrix stages expanding into more stages than a run may hold. */
+/** Most stages one run may hold once its matrices are expanded. */
+const MAX_RUN_STAGES = 10_000;
+
+/** Matrices that expand into too many stages or into stage ids used twice. */
 function matrixProblems(pipeline: Pipeline) {
-  return pipeline.stages.flatMap((stage, index) => {
-    const count = Object.values(stage.matrix ?? {}).reduce((n: number, values) => n * (values as unknown[]).length, 1);
-    return count > MAX_MATRIX_STAGES
-      ? [{ ruleId: 'UCL5-matrix-size', fieldPath: `stages[${index}].matrix`, message: `expands into ${count} stages, over the limit of ${MAX_MATRIX_STAGES}`, fix: 'split the matrix' }]
-      : [];
+  const problems: { ruleId: string; fieldPath: string; message: string; fix: string }[] = [];
+  const ids = new Set(pipeline.stages.filter((s) => !s.matrix || Object.keys(s.matrix).length === 0).map((s) => s.id));
+  let total = ids.size;
+  pipeline.stages.forEach((stage, index) => {
+    if (!stage.matrix || Object.keys(stage.matrix).length === 0) return;
+    const fieldPath = `stages[${index}].matrix`;
+    const count = Object.values(stage.matrix).reduce((n: number, values) => n * (values as unknown[]).length, 1);
+    total += count;
+    if (count > MAX_MATRIX_STAGES) {
+      problems.push({ ruleId: 'UCL5-matrix-size', fieldPath, message: `expands into ${count} stages, over the limit of ${MAX_MATRIX_STAGES}`, fix: 'split the matrix' });
+      return;
+    }
+    for (const values of matrixCombinations(stage.matrix)) {
+      const id = expandedStageId(stage.id, values);
+      if (ids.has(id)) {
+        problems.push({ ruleId: 'UCL2-duplicate-id', fieldPath, message: `expands into stage id "${id}" more than once (repeated values, or values with "," or "]")`, fix: 'give every combination its own values' });
+        return;
+      }
+      ids.add(id);
+    }
   });
+  if (total > MAX_RUN_STAGES && problems.length === 0) {
+    problems.push({ ruleId: 'UCL5-matrix-size', fieldPath: 'stages', message: `the run would hold ${total} stages, over the limit of ${MAX_RUN_STAGES}`, fix: 'split the pipeline or its matrices' });
+  }
+  return problems;
 }
 const DEFAULT_BACKOFF_MS = 1_000;
 const DEFAULT_MAX_BACKOFF_MS = 30_000;
@@ -94,6 +116,8 @@ export class Scheduler {
   readonly #active = new Map<string, ActiveRun>();
   readonly #listeners = new Map<string, Set<() => void>>();
   readonly #tasks: Batcher<Task>;
+  /** Events of the steps being committed, published once the commit succeeded. */
+  readonly #pendingEvents: Event[] = [];
   /** Stages to dispatch again within the current step (their attempt was lost). */
   readonly #pendingRetries: { run: ActiveRun; record: StageRecord }[] = [];
   /** Steps waiting for the next group commit. */
@@ -143,11 +167,23 @@ export class Scheduler {
       try {
         if (Object.values(changes).some((list) => (list as unknown[]).length > 0)) await this.options.runs.apply(changes);
       } catch (err) {
-        this.options.logger.error({ err, steps: batch.length }, 'a scheduler commit failed');
+        // The in-memory state already holds these steps' changes: drop it and
+        // resume from the store, as after a restart (stages run at least once).
+        this.options.logger.error({ err, steps: batch.length }, 'a scheduler commit failed; resuming from the store');
+        this.#pendingEvents.length = 0;
         for (const op of batch) op.reject(err);
+        this.#resync();
         continue;
       }
-      for (const fn of after) fn();
+      for (const fn of after) {
+        try {
+          fn();
+        } catch (err) {
+          this.options.logger.error({ err }, 'a step failed after its commit');
+        }
+      }
+      // Events go out only once what they announce is durable.
+      if (this.#pendingEvents.length > 0) this.options.publisher?.publish(...this.#pendingEvents.splice(0));
       results.forEach((r, i) => (r.ok ? batch[i]!.resolve(r.value) : batch[i]!.reject(r.err)));
     }
   }
@@ -291,7 +327,14 @@ export class Scheduler {
   /** After a step committed: send its tasks, notify watchers, forget finished runs. */
   #afterCommit(run: ActiveRun, tasks: Task[]): void {
     for (const task of tasks) this.#publish(this.#stageEvent('stage.ready', run, task.stageId, { attempt: task.attempt, attempt_id: task.attemptId }));
-    if (tasks.length) this.#tasks.add(...tasks);
+    if (tasks.length) {
+      try {
+        this.#tasks.add(...tasks);
+      } catch (err) {
+        // The coordinator has been unreachable for long: the stages stay QUEUED and run after a resync.
+        this.options.logger.error({ err, runId: run.runId }, 'cannot queue tasks for the coordinator');
+      }
+    }
     if (TERMINAL_RUN_STATES.has(run.status)) this.#finish(run);
     this.#notify(run.runId);
   }
@@ -308,8 +351,20 @@ export class Scheduler {
     return lifecycleEvent(type, SOURCE, `run/${run.runId}/stage/${stageId}`, { run_id: run.runId, pipeline: run.pipeline.name, stage_id: stageId, framework }, data);
   }
 
+  /** Queues events for publication after the current commit (see #flush). */
   #publish(...events: Parameters<EventPublisher['publish']>): void {
-    this.options.publisher?.publish(...events);
+    this.#pendingEvents.push(...events);
+  }
+
+  /** Forgets every active run and loads them again from the store. */
+  #resync(): void {
+    for (const run of this.#active.values()) {
+      clearTimeout(run.deadlineTimer);
+      for (const record of run.stages.values()) clearTimeout(record.retryTimer);
+    }
+    this.#active.clear();
+    this.#pendingRetries.length = 0;
+    this.recover().catch((err) => this.options.logger.error({ err }, 'resuming runs from the store failed'));
   }
 
   /**

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { Batcher } from '../common/batcher.js';
+import { GRPC_CHANNEL_OPTIONS } from '../common/channel-options.js';
 import type { Logger } from '../common/logger.js';
 import { CoordinatorClient, OutcomeStatus, type ConnectRequest, type ConnectResponse, type Outcome, type Task } from '../common/proto.js';
 import { emptyEvidence, type FrameworkAdapter } from './adapters/framework-adapter.js';
@@ -66,7 +67,7 @@ export class Worker {
     this.nodeId = options.nodeId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
     this.capacity = options.capacity ?? 8;
     this.#adapters = new Map((options.adapters ?? defaultAdapters()).map((a) => [a.framework, a]));
-    this.#client = new CoordinatorClient(options.address, credentials.createInsecure());
+    this.#client = new CoordinatorClient(options.address, credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
     this.#outcomes = new Batcher<Outcome>({
       maxBatch: 500,
       maxDelayMs: 1,
@@ -104,6 +105,9 @@ export class Worker {
     stream.on('close', () => {
       if (this.#stream === stream) this.#stream = undefined;
       clearInterval(this.#heartbeat);
+      // The coordinator took the leases of these attempts back and runs them
+      // again: finishing them here would only use capacity for ignored outcomes.
+      if (!this.#stopping) for (const controller of this.#running.values()) controller.abort();
       if (!this.#stopping && (this.#state === 'running' || this.#state === 'connecting')) {
         this.#state = 'connecting';
         this.#reconnect = setTimeout(() => {

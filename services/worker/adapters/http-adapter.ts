@@ -1,6 +1,22 @@
 import { OutcomeStatus, type Task } from '../../common/proto.js';
 import { emptyEvidence, type AttemptResult, type FrameworkAdapter } from './framework-adapter.js';
 
+/** Bytes of a response body read for assertions and the log tail. */
+const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Reads at most `max` bytes of a body, so a huge response cannot exhaust the worker's memory. */
+async function readBounded(response: Response, max: number): Promise<string> {
+  if (!response.body) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size >= max) break;
+  }
+  return Buffer.concat(chunks).subarray(0, max).toString('utf8');
+}
+
 /** Calls an HTTP endpoint; succeeds when the status is the expected one (any 2xx by default). */
 export class HttpAdapter implements FrameworkAdapter {
   readonly framework = 'http';
@@ -11,7 +27,7 @@ export class HttpAdapter implements FrameworkAdapter {
     const signals = [signal, ...(task.timeoutMs > 0 ? [AbortSignal.timeout(task.timeoutMs)] : [])];
     try {
       const response = await fetch(spec.url, { method: spec.method ?? 'GET', headers: spec.headers, body: spec.body, signal: AbortSignal.any(signals) });
-      const body = await response.text();
+      const body = await readBounded(response, MAX_BODY_BYTES);
       const statusOk = spec.expect?.status ? response.status === spec.expect.status : response.ok;
       const bodyOk = spec.expect?.body_contains === undefined || body.includes(spec.expect.body_contains);
       const ok = statusOk && bodyOk;

@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
 import { TailBuffer } from './tail-buffer.js';
 
+/** How long the output pipes may stay open after the stage's process exited. */
+const OUTPUT_GRACE_MS = 500;
+
 /** How long a stopped stage gets between SIGTERM and SIGKILL. */
 const KILL_GRACE_MS = 2_000;
 
@@ -49,12 +52,13 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
   child.stdout.on('data', (c: Buffer) => tail.push(c));
   child.stderr.on('data', (c: Buffer) => tail.push(c));
   let stopReason: ProcessResult['stopReason'];
   let killTimer: NodeJS.Timeout | undefined;
   const stop = (reason: 'timeout' | 'cancelled') => {
-    if (stopReason || child.exitCode !== null) return;
+    if (stopReason || child.exitCode !== null || child.signalCode !== null) return;
     stopReason = reason;
     killGroup(child.pid, 'SIGTERM');
     killTimer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS);
@@ -63,14 +67,24 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
   const onAbort = () => stop('cancelled');
   options.signal.addEventListener('abort', onAbort, { once: true });
   if (options.signal.aborted) onAbort();
+  // 'exit', not 'close': a background process started by the stage may hold
+  // the output pipes open long after the stage itself has ended.
   const { exitCode, spawnError } = await new Promise<{ exitCode: number; spawnError?: Error }>((resolve) => {
     child.once('error', (err) => resolve({ exitCode: -1, spawnError: err }));
-    child.once('close', (code, sig) => resolve({ exitCode: code ?? (sig ? 128 : -1) }));
+    child.once('exit', (code, sig) => resolve({ exitCode: code ?? (sig ? 128 : -1) }));
   });
   clearTimeout(timeout);
   clearTimeout(killTimer);
   options.signal.removeEventListener('abort', onAbort);
-  // The program may be gone while children it started still run: end the group.
+  // The program is gone while children it started may still run: end the group,
+  // then give the pipes a moment to deliver the last output before closing them.
   killGroup(child.pid, 'SIGKILL');
+  if (!spawnError) {
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise<void>((resolve) => (grace = setTimeout(resolve, OUTPUT_GRACE_MS)))]);
+    clearTimeout(grace);
+  }
+  child.stdout.destroy();
+  child.stderr.destroy();
   return { exitCode, stopReason, logTail: tail.toString(), durationMs: Date.now() - started, spawnError };
 }
