@@ -206,23 +206,22 @@ export class JetStreamEventLog implements EventLog {
   #openTail(): Promise<Tail> {
     this.#tail ??= (async () => {
       const consumer = await this.js.consumers.get(this.options.stream, { filterSubjects: `${this.options.subjectPrefix}.>`, deliver_policy: DeliverPolicy.New });
-      const messages = await consumer.consume({ max_messages: 1024 });
-      this.#subscriptions.add(messages);
       const subscribers = new Set<TailSubscriber>();
-      const pump = (async () => {
-        for await (const m of messages) {
+      // Callback mode: each message is fanned out as it arrives, without an async iterator step per message.
+      const messages = await consumer.consume({
+        max_messages: 4096,
+        callback: (m) => {
           const event = this.#decode(m);
           for (const subscriber of subscribers) {
             subscriber.lastSequence = event.sequence;
             if (subscriber.matches(event)) subscriber.buffer.push({ event, delivery: 1 });
           }
-        }
-      })().then(
-        () => undefined,
-        (err: unknown) => err,
-      ).then((err) => {
+        },
+      });
+      this.#subscriptions.add(messages);
+      const pump = messages.closed().then((err) => {
         this.#tail = undefined;
-        for (const subscriber of subscribers) subscriber.buffer.end(err ? new UnavailableError(`event stream from JetStream ended: ${(err as Error).message}`, { cause: err }) : undefined);
+        for (const subscriber of subscribers) subscriber.buffer.end(err ? new UnavailableError(`event stream from JetStream ended: ${err.message}`, { cause: err }) : undefined);
       });
       return { subscribers, pump };
     })();
