@@ -3,17 +3,6 @@ import type { Stage } from '../common/proto.js';
 import { forEachMatch, OUTPUT_EXPRESSION, PROCESS_FRAMEWORKS, runOf, TEST_FRAMEWORKS, type CheckContext } from './check-context.js';
 import type { DimensionId } from './rule-catalog.js';
 
-/** Share of `subjects` that satisfy `ok`; 1 when nothing applies. Emits one finding per subject that does not. */
-function share<T>(subjects: readonly T[], ok: (subject: T) => boolean, onMiss: (subject: T) => void): number {
-  if (subjects.length === 0) return 1;
-  let hits = 0;
-  for (const subject of subjects) {
-    if (ok(subject)) hits++;
-    else onMiss(subject);
-  }
-  return hits / subjects.length;
-}
-
 /** Share of the stages passing `applies` that satisfy `ok` (1 when none applies), with one finding per miss. */
 function stageShare(ctx: CheckContext, applies: (s: Stage) => boolean, ok: (s: Stage) => boolean, onMiss: (s: Stage, index: number) => void): number {
   const { stages } = ctx.pipeline;
@@ -124,16 +113,32 @@ export const DIMENSION_SCORERS: Record<DimensionId, (ctx: CheckContext) => numbe
       emitFor(ctx, 'COF10-framework-unavailable', '.framework', (s) => `no worker of the cluster offers framework "${s.framework}", so stage "${s.id}" would wait in its queue`, 'start a worker that offers the framework, or use another framework'),
     ),
   COF11(ctx) {
-    const read = new Set<string>();
-    for (const field of ctx.text) if (field.text.includes('${{')) forEachMatch(OUTPUT_EXPRESSION, field.text, (m) => read.add(`${m[1]}\u0000${m[2]}`));
-    const needed = new Set(ctx.pipeline.stages.flatMap((s) => s.needs));
+    // Outputs read anywhere, by stage: `${{ stages.build.outputs.version }}` adds version under build.
+    const read = new Map<string, Set<string>>();
+    for (const field of ctx.text) {
+      if (!field.text.includes('${{')) continue;
+      forEachMatch(OUTPUT_EXPRESSION, field.text, (m) => {
+        const outputs = read.get(m[1]!);
+        if (outputs) outputs.add(m[2]!);
+        else read.set(m[1]!, new Set([m[2]!]));
+      });
+    }
+    const { stages } = ctx.pipeline;
+    const needed = new Set<string>();
+    for (const stage of stages) for (const need of stage.needs) needed.add(need);
     // Outputs of a stage nothing needs are the run's results (shown with the run); only intermediate outputs must be read.
-    const declared = ctx.pipeline.stages.flatMap((stage, index) => (needed.has(stage.id) ? stage.outputs.map((output, outputIndex) => ({ stage, index, output, outputIndex })) : []));
-    return share(
-      declared,
-      ({ stage, output }) => read.has(`${stage.id}\u0000${output}`),
-      ({ stage, index, output, outputIndex }) => ctx.emit({ ruleId: 'COF11-unused-output', fieldPath: `stages[${index}].outputs[${outputIndex}]`, message: `output "${output}" of "${stage.id}" is never read by a later stage`, fix: `read it with \${{ stages.${stage.id}.outputs.${output} }} or remove it`, stageId: stage.id }),
-    );
+    let declared = 0;
+    let used = 0;
+    stages.forEach((stage, index) => {
+      if (stage.outputs.length === 0 || !needed.has(stage.id)) return;
+      const outputs = read.get(stage.id);
+      stage.outputs.forEach((output, outputIndex) => {
+        declared++;
+        if (outputs?.has(output)) used++;
+        else ctx.emit({ ruleId: 'COF11-unused-output', fieldPath: `stages[${index}].outputs[${outputIndex}]`, message: `output "${output}" of "${stage.id}" is never read by a later stage`, fix: `read it with \${{ stages.${stage.id}.outputs.${output} }} or remove it`, stageId: stage.id });
+      });
+    });
+    return declared === 0 ? 1 : used / declared;
   },
   COF12: (ctx) =>
     stageShare(

@@ -23,16 +23,18 @@ export function graphShape(stages: readonly DagStage[]): GraphShape {
   const n = stages.length;
   const indexOf = new Map(stages.map((s, i) => [s.id, i]));
   const needIndexes = stages.map((s) => s.needs.map((need) => indexOf.get(need)!));
+  // Edges once each: a repeated need is UCL2-duplicate-need, not two edges.
+  const edges = needIndexes.map((indexes) => (indexes.length > 1 ? [...new Set(indexes)] : indexes));
   const fanOut = new Array<number>(n).fill(0);
   const dependents: number[][] = stages.map(() => []);
-  needIndexes.forEach((needs, i) => {
-    for (const j of new Set(needs)) {
+  edges.forEach((needs, i) => {
+    for (const j of needs) {
       fanOut[j]!++;
       dependents[j]!.push(i);
     }
   });
   // Kahn's algorithm gives a topological order without recursion.
-  const pending = needIndexes.map((needs) => new Set(needs).size);
+  const pending = edges.map((needs) => needs.length);
   const order: number[] = [];
   for (let i = 0; i < n; i++) if (pending[i] === 0) order.push(i);
   for (let k = 0; k < order.length; k++) for (const d of dependents[order[k]!]!) if (--pending[d]! === 0) order.push(d);
