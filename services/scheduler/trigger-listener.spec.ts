@@ -31,7 +31,7 @@ describe('TriggerListener', () => {
       { pipelineRef: 'billing', triggers: [{ event: 'git.push', match: { repo: 'billing' } }] },
     ];
     const submitted: [string, Record<string, string>, Event][] = [];
-    listener = TriggerListener.start({ eventBus: bus.client, pipelines: () => pipelines, submit: async (ref, inputs, event) => void submitted.push([ref, inputs, event]), logger: createLogger({ level: 'silent' }) });
+    listener = TriggerListener.start({ eventBus: bus.client, pipelines: () => pipelines, pipelinesRefreshMs: 0, submit: async (ref, inputs, event) => void submitted.push([ref, inputs, event]), logger: createLogger({ level: 'silent' }) });
     await sleep(200);
     await publish('git.push', { repo: 'checkout', ref: 'v2' });
     await publish('git.tag', { repo: 'checkout', ref: 'v3' });

@@ -1,5 +1,6 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Batcher } from '../common/batcher.js';
 import { callUnary } from '../common/grpc-client.js';
 import type { Logger } from '../common/logger.js';
 import type { Event, EventBusClient } from '../common/proto.js';
@@ -27,8 +28,10 @@ export interface TriggeredPipeline {
 /** Options of a TriggerListener. */
 export interface TriggerListenerOptions {
   eventBus: EventBusClient;
-  /** The pipelines with triggers, asked again for each event (so new registrations apply at once). */
+  /** The pipelines with triggers; asked again at most every `pipelinesRefreshMs`, so it may query a store. */
   pipelines: () => readonly TriggeredPipeline[] | Promise<readonly TriggeredPipeline[]>;
+  /** How long the answer of `pipelines` is reused: a newly registered trigger applies within this delay. @default 1000 */
+  pipelinesRefreshMs?: number;
   /**
    * Starts a run. The event is passed so the caller can use `event.id` in an
    * idempotency key: an event is delivered at least once.
@@ -57,10 +60,27 @@ const SLOW_RESUBSCRIBE_DELAY_MS = 5_000;
 export class TriggerListener {
   readonly #controller = new AbortController();
   #running?: Promise<void>;
-  readonly #options: Required<Omit<TriggerListenerOptions, 'consumer' | 'ackTimeout' | 'maxDeliver'>> & { consumer: string; ackTimeout: string; maxDeliver: number };
+  #stopping?: Promise<void>;
+  readonly #options: Required<TriggerListenerOptions>;
+  readonly #acks: Batcher<number>;
+  #pipelines?: { readonly list: readonly TriggeredPipeline[]; readonly atMs: number };
 
   private constructor(options: TriggerListenerOptions) {
-    this.#options = { consumer: 'stagemesh-triggers', ackTimeout: '30s', maxDeliver: 5, ...options };
+    this.#options = { consumer: 'stagemesh-triggers', ackTimeout: '30s', maxDeliver: 5, pipelinesRefreshMs: 1_000, ...options };
+    const { eventBus, consumer } = this.#options;
+    // Every event on the bus passes through the listener: acknowledgements go in batches, not one RPC per event.
+    this.#acks = new Batcher<number>({
+      maxBatch: 1_000,
+      maxDelayMs: 5,
+      flush: async (sequences) => void (await callUnary(eventBus.ack.bind(eventBus), { consumer, sequences }, { timeoutMs: 10_000 })),
+      onError: (err) => this.#options.logger.warn({ err: (err as Error).message }, 'trigger listener could not acknowledge events; will retry'),
+    });
+  }
+
+  async #triggeredPipelines(): Promise<readonly TriggeredPipeline[]> {
+    const now = Date.now();
+    if (!this.#pipelines || now - this.#pipelines.atMs >= this.#options.pipelinesRefreshMs) this.#pipelines = { list: await this.#options.pipelines(), atMs: now };
+    return this.#pipelines.list;
   }
 
   /** Starts listening; returns at once. */
@@ -79,7 +99,7 @@ export class TriggerListener {
         const request = subscribeRequest({ consumer, ackTimeout, maxDeliver, newOnly: true });
         for await (const { event } of subscribeEvents(eventBus, request, signal)) {
           if (!event) continue;
-          if (await this.#handle(event)) await callUnary(eventBus.ack.bind(eventBus), { consumer, sequences: [event.sequence] }, { timeoutMs: 10_000, signal });
+          if (await this.#handle(event)) this.#acks.add(event.sequence);
         }
       } catch (err) {
         if (signal.aborted) break;
@@ -93,7 +113,7 @@ export class TriggerListener {
 
   /** Submits every pipeline the event triggers; false when a submission failed (the event is redelivered). */
   async #handle(event: Event): Promise<boolean> {
-    const pipelines = await this.#options.pipelines();
+    const pipelines = await this.#triggeredPipelines();
     let ok = true;
     for (const pipeline of pipelines) {
       if (event.attributes.pipeline === pipeline.pipelineRef) continue;
@@ -118,6 +138,11 @@ export class TriggerListener {
   /** Stops listening; safe to call twice, returns the same promise. */
   stop(): Promise<void> {
     this.#controller.abort();
-    return this.#running ?? Promise.resolve();
+    this.#stopping ??= (async () => {
+      await this.#running;
+      // Acknowledgements of handled events are sent before stopping, so they are not submitted twice.
+      await this.#acks.close().catch(() => undefined);
+    })();
+    return this.#stopping;
   }
 }
