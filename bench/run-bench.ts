@@ -5,6 +5,8 @@ import { resolveMeshConfig } from '../services/common/config.js';
 import { callUnary, createMeshClients, type MeshClients } from '../services/common/grpc-client.js';
 import { createLogger } from '../services/common/logger.js';
 import { EmbeddedMesh } from '../services/mesh/embedded-mesh.js';
+import { measureEventLatency } from './event-latency.js';
+import { benchValidate1000 } from './validate.js';
 import { awaitFinishedRuns, chainDocument, fanoutDocument, percentile, runAndWait, sleepDocument, submitAll, submitOf } from './workloads.js';
 
 export interface BenchOptions {
@@ -110,6 +112,15 @@ export async function runBench(options: BenchOptions = {}): Promise<Record<strin
     if (want('run_and_wait')) {
       result.run_and_wait_ms = await runAndWaitLatency(target.clients);
       progress(`run_and_wait: ${JSON.stringify(result.run_and_wait_ms)}`);
+    }
+    if (want('validate')) {
+      result.validate_1000_ms = Number((await benchValidate1000()).toFixed(2));
+      progress(`validate_1000_ms: ${result.validate_1000_ms}`);
+    }
+    if (want('event_latency')) {
+      result.event_latency_ms = await measureEventLatency({ ratePerSecond: 1_000 });
+      result.event_latency_ms_10k = await measureEventLatency({ ratePerSecond: 10_000 });
+      progress(`event_latency_ms: ${JSON.stringify(result.event_latency_ms)}`);
     }
   } finally {
     await target.close();

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../services/common/logger.js';
-import { detectAdapters } from '../services/worker/adapters/detect-frameworks.js';
 import { Worker } from '../services/worker/worker.js';
 import { addressOf } from './address.js';
 import { CliError, ExitCode } from './cli-error.js';
@@ -17,15 +16,12 @@ export function registerWorkerCommand(program: Command): void {
       const capacity = Number(opts.capacity);
       if (!Number.isInteger(capacity) || capacity < 1) throw new CliError(`--capacity expects a positive integer, got "${opts.capacity}"`, ExitCode.USAGE);
       if (!(LOG_LEVELS as readonly string[]).includes(opts.logLevel)) throw new CliError(`--log-level expects one of ${LOG_LEVELS.join(', ')}`, ExitCode.USAGE);
-      let adapters;
-      try {
-        adapters = detectAdapters(opts.frameworks?.split(',').map((f) => f.trim()).filter(Boolean));
-      } catch (err) {
-        throw new CliError(`--frameworks: ${(err as Error).message}`, ExitCode.USAGE, { cause: err });
-      }
+      const frameworks = opts.frameworks?.split(',').map((f) => f.trim()).filter(Boolean);
       const address = addressOf(program);
       const logger = createLogger({ level: opts.logLevel as LogLevel, name: 'stagemesh-worker' });
-      const worker = await Worker.start({ address, logger, capacity, nodeId: opts.nodeId, adapters });
+      const worker = await Worker.start({ address, logger, capacity, nodeId: opts.nodeId, frameworks }).catch((err: unknown) => {
+        throw new CliError(`--frameworks: ${(err as Error).message}`, ExitCode.USAGE, { cause: err });
+      });
       process.stdout.write(`stagemesh worker ${worker.nodeId} ready: frameworks ${worker.frameworks.join(', ')}, capacity ${capacity}, coordinator ${address}\n`);
       const onSignal = () => void worker.stop();
       process.once('SIGINT', onSignal);

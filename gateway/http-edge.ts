@@ -14,6 +14,8 @@ import {
   SubmitRunResponse,
   GetPipelineResponse,
 } from '../services/common/proto.js';
+import { reportFromStatusError } from '../services/compliance/admission.js';
+import { Report } from '../services/common/proto.js';
 import { httpStatusOf } from './http-status.js';
 
 /** Largest request body the edge reads. */
@@ -147,6 +149,12 @@ export class HttpEdge {
           code = httpStatusOf(err.code);
           const fieldPath = err.metadata?.get(FIELD_PATH_METADATA)[0];
           payload = { error: { code: err.code, status: status[err.code], message: err.details, ...(fieldPath ? { field_path: String(fieldPath) } : {}) } };
+          // A pipeline refused by the compliance gate: 422 with the readable report.
+          const report = err.code === status.FAILED_PRECONDITION ? reportFromStatusError(err) : undefined;
+          if (report) {
+            code = 422;
+            payload = { ...(payload as object), report: Report.toJSON(report) };
+          }
         } else {
           logger.error({ err }, 'edge request failed');
           code = 500;

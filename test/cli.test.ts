@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { main } from '../cli/main.js';
 import { callUnary } from '../services/common/grpc-client.js';
 import { startTestMesh, type TestMesh } from './support/mesh.js';
-import { repoRoot } from './support/tools.js';
+import { childEnv, repoRoot } from './support/tools.js';
 
 /** Runs the CLI in this process, capturing what it prints. */
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -166,6 +166,7 @@ describe('cli - stagemesh start', function () {
     const dataDir = mkdtempSync(join(tmpdir(), 'stagemesh-start-'));
     const child = spawn(process.execPath, [join(repoRoot, 'bin', 'stagemesh.js'), 'start', '--grpc-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'warn'], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: childEnv(),
     });
     try {
       const ready = await new Promise<string>((resolve, reject) => {
@@ -202,7 +203,7 @@ describe('cli - stagemesh start', function () {
     const port = (taken.address() as AddressInfo).port;
     const dataDir = mkdtempSync(join(tmpdir(), 'stagemesh-taken-'));
     try {
-      const child = spawn(process.execPath, [join(repoRoot, 'bin', 'stagemesh.js'), 'start', '--grpc-port', String(port), '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [join(repoRoot, 'bin', 'stagemesh.js'), 'start', '--grpc-port', String(port), '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv() });
       let stderr = '';
       child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
       const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
@@ -217,7 +218,7 @@ describe('cli - stagemesh start', function () {
   });
 
   it('refuses an invalid setting with exit 2 and names it', async () => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'stagemesh.js'), 'start'], { env: { ...process.env, STAGEMESH_GRPC_PORT: 'abc' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'stagemesh.js'), 'start'], { env: childEnv({ STAGEMESH_GRPC_PORT: 'abc' }), stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));

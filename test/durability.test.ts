@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { callUnary, createMeshClients } from '../services/common/grpc-client.js';
 import { RunState } from '../services/common/proto.js';
 import { inline } from './support/mesh.js';
-import { repoRoot } from './support/tools.js';
+import { childEnv, repoRoot } from './support/tools.js';
 
 /** Starts `stagemesh start` on free ports in `dataDir`; resolves with the process and its gRPC address. */
 async function startMeshProcess(dataDir: string): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'stagemesh.js'), 'start', '--grpc-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'stagemesh.js'), 'start', '--grpc-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv() });
   const address = await new Promise<string>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`no ready line in 45 s:\n${out}`)), 45_000);

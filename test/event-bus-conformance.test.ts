@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { describeEventLogConformance } from '../services/event-bus/event-log-conformance.js';
+import { describeEventLogConformance } from './support/event-log-conformance.js';
 import { JetStreamEventLog } from '../services/event-bus/jetstream-event-log.js';
 import { MemoryEventLog } from '../services/event-bus/memory-event-log.js';
 

@@ -263,7 +263,7 @@ stages:
     const { nodes } = await callUnary(t.clients.coordinator.listNodes.bind(t.clients.coordinator), {});
     assert.equal(nodes[0]?.nodeId, 'embedded-worker');
     const { frameworks } = await callUnary(t.clients.coordinator.listFrameworks.bind(t.clients.coordinator), {});
-    assert.deepEqual(frameworks.map((f) => f.framework), ['http', 'mocha', 'node-test', 'noop', 'pytest', 'shell', 'sleep']);
+    assert.deepEqual(frameworks.map((f) => f.framework), ['http', 'mocha', 'node-test', 'noop', 'pytest', 'shell', 'sleep', 'wait-event']);
     await assert.rejects(callUnary(t.clients.coordinator.drainNode.bind(t.clients.coordinator), { nodeId: 'nope' }), (err) => grpcCode(err) === status.NOT_FOUND);
   });
 

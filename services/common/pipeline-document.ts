@@ -114,7 +114,13 @@ export function parseDocumentText(text: string): { data?: unknown; problems: Doc
       })),
     };
   }
-  const data = doc.toJS({ maxAliasCount: 100 });
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // An alias without its anchor, or too many aliases, surfaces only here.
+    return { problems: [{ ruleId: 'UCL1-syntax', fieldPath: 'document', message: (err as Error).message, fix: 'fix the YAML aliases and anchors' }] };
+  }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     return { problems: [{ ruleId: 'UCL1-syntax', fieldPath: 'document', message: 'a pipeline must be a mapping with name and stages', fix: 'start the file with "name:" and "stages:"' }] };
   }

@@ -123,7 +123,8 @@ export class Coordinator {
     if (!this.#nodes.delete(nodeId)) return;
     const lost = this.#leases.takeNode(nodeId);
     this.#failLost(lost.map((l) => l.attemptId), nodeId, `node ${nodeId} lost: ${reason}`);
-    this.options.logger.warn({ nodeId, reason, attempts: lost.length }, 'node lost');
+    // A node leaving while the mesh stops is expected, not a loss to warn about.
+    this.options.logger[this.#stopping ? 'info' : 'warn']({ nodeId, reason, attempts: lost.length }, 'node lost');
     this.options.publisher?.publish(lifecycleEvent('node.lost', SOURCE, `node/${nodeId}`, { node_id: nodeId }, { reason, attempts: lost.length }));
   }
 

@@ -73,7 +73,7 @@ export interface TopicInfo {
 
 /**
  * The event log behind the event-bus service. Both backends (in-process and
- * NATS JetStream) pass the same conformance suite (`event-log-conformance.ts`).
+ * NATS JetStream) pass the same conformance suite (`test/support/event-log-conformance.ts`).
  */
 export interface EventLog {
   readonly backend: EventBusBackend;

@@ -1,6 +1,9 @@
 import { resolve } from 'node:path';
 import { Coordinator, createCoordinatorService } from '../coordinator/index.js';
 import { createComplianceService } from '../compliance/index.js';
+import { AuditLog } from '../compliance/audit-log.js';
+import { createAuditor, type Auditor } from '../compliance/auditor.js';
+import { followEvents } from '../common/follow-events.js';
 import type { MeshConfig } from '../common/config.js';
 import { UnavailableError } from '../common/errors.js';
 import { EventPublisher, publishBatchTo } from '../common/event-publisher.js';
@@ -9,7 +12,8 @@ import { callUnary, createMeshClients, type MeshClients } from '../common/grpc-c
 import { GrpcServer } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
 import { PgliteStore } from '../common/pglite-store.js';
-import { createEventBusService, MemoryEventLog } from '../event-bus/index.js';
+import { createEventBusService, openEventLog, type EventLog } from '../event-bus/index.js';
+import { TriggerListener } from '../scheduler/trigger-listener.js';
 import { createMetricsService, followLifecycleEvents, MetricsRecorder } from '../metrics/index.js';
 import { createSchedulerService, RunStore, Scheduler } from '../scheduler/index.js';
 import { Worker } from '../worker/index.js';
@@ -56,6 +60,9 @@ export class EmbeddedMesh {
       worker?: Worker;
       edge: HttpEdge;
       stopMetrics: () => void;
+      eventLog: EventLog;
+      auditor: Auditor;
+      triggers: TriggerListener;
     },
   ) {
     this.closed = new Promise((r) => (this.#resolveClosed = r));
@@ -81,7 +88,9 @@ export class EmbeddedMesh {
     const store = await PgliteStore.open(dataDir);
     cleanups.push(() => store.close());
     const runStore = new RunStore(store);
-    const eventLog = new MemoryEventLog();
+    const auditLog = new AuditLog();
+    const eventLog = await openEventLog(config);
+    cleanups.push(() => eventLog.close());
     const recorder = new MetricsRecorder();
     // Services reach each other through gRPC clients, created once the port is bound.
     let clients: MeshClients | undefined;
@@ -116,7 +125,12 @@ export class EmbeddedMesh {
         createSchedulerService(logger, scheduler, runStore),
         createCoordinatorService(logger, coordinator),
         createEventBusService(logger, eventLog),
-        createComplianceService(logger),
+        createComplianceService(logger, {
+          auditLog,
+          // Placement (COF Spatial): the frameworks connected workers offer now.
+          availableFrameworks: async () =>
+            (await callUnary(client().coordinator.listFrameworks.bind(client().coordinator), {}, { timeoutMs: 1_000 })).frameworks.map((f) => f.framework),
+        }),
         createMetricsService(logger, recorder),
       ],
     }).catch((err: unknown) => {
@@ -126,8 +140,31 @@ export class EmbeddedMesh {
     const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`;
     clients = createMeshClients(address);
     cleanups.push(() => clients?.close());
-    const stopMetrics = followLifecycleEvents(clients.eventBus, recorder, logger);
+    const auditor = createAuditor({ getRun: (id) => runStore.getRun(id), getPipeline: (run) => runStore.runDefinition(run.runId), log: auditLog, publish: (events) => publisher.publish(...events), logger });
+    const stopAudit = followEvents(clients.eventBus, ['run.finished'], (event) => auditor.onEvent(event), logger, 'compliance audit');
+    const stopRecording = followLifecycleEvents(clients.eventBus, recorder, logger);
+    const stopMetrics = () => {
+      stopRecording();
+      stopAudit();
+    };
     cleanups.push(stopMetrics);
+    // Pipelines declaring `triggers:` start a run for each matching event; the
+    // idempotency key makes a redelivered event start the run only once.
+    const triggers = TriggerListener.start({
+      eventBus: clients.eventBus,
+      logger,
+      pipelines: async () =>
+        (await runStore.listPipelines(1000))
+          .filter((p) => p.triggers.length > 0)
+          .map((p) => ({ pipelineRef: p.name, triggers: p.triggers, inputNames: Object.keys(p.inputs) })),
+      submit: async (pipelineRef, inputs, event) =>
+        void (await callUnary(
+          client().scheduler.submitRun.bind(client().scheduler),
+          { pipelineRef, inputs, idempotencyKey: `trigger:${event.id}:${pipelineRef}`, priority: 0, deadline: '', labels: { trigger: event.type } },
+          { timeoutMs: 10_000 },
+        )),
+    });
+    cleanups.push(() => triggers.stop());
     const resumed = await scheduler.recover();
     if (resumed > 0) logger.info({ runs: resumed }, 'resumed unfinished runs');
     const worker = options.worker === false ? undefined : await Worker.start({ address, logger, capacity: config.workerCapacity, nodeId: 'embedded-worker', drainTimeoutMs: config.shutdownTimeoutMs });
@@ -135,7 +172,7 @@ export class EmbeddedMesh {
     const edge = await HttpEdge.start({ host: config.host, port: config.httpPort, clients, logger }).catch((err: unknown) => {
       throw portError(err, 'HTTP', config.httpPort);
     });
-    return new EmbeddedMesh(config, server.port, edge.port, { logger, store, server, clients, scheduler, coordinator, publisher, worker, edge, stopMetrics });
+    return new EmbeddedMesh(config, server.port, edge.port, { logger, store, eventLog, auditor, server, clients, scheduler, coordinator, publisher, worker, edge, stopMetrics, triggers });
   }
 
   get state(): MeshState {
@@ -153,17 +190,19 @@ export class EmbeddedMesh {
       const p = this.parts;
       p.server.setServing(false);
       const results = await Promise.allSettled([p.edge.stop()]);
+      await p.triggers.stop();
       p.coordinator.beginStop();
       await p.worker?.stop();
       await p.coordinator.stop();
       await p.scheduler.stop();
       await p.publisher.close();
       p.stopMetrics();
+      await p.auditor.settled();
       // In-flight work is drained; what remains are long-lived streams (watchers), which are cancelled.
       p.server.forceStop();
       await p.server.stop();
       p.clients.close();
-      results.push(...(await Promise.allSettled([p.store.close()])));
+      results.push(...(await Promise.allSettled([p.eventLog.close(), p.store.close()])));
       for (const r of results) if (r.status === 'rejected') p.logger.error({ err: r.reason }, 'error while stopping');
       this.#state = 'stopped';
       this.#resolveClosed();

@@ -2,11 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { Batcher } from '../common/batcher.js';
 import { isTerminal, nextStep, runStatus, type StageStatus } from '../common/dag.js';
 import { parseDurationMs } from '../common/duration.js';
-import { FailedPreconditionError, InvalidArgumentError } from '../common/errors.js';
+import { InvalidArgumentError } from '../common/errors.js';
 import { lifecycleEvent, type EventPublisher } from '../common/event-publisher.js';
 import type { Logger } from '../common/logger.js';
 import { problemsToError, readPipelineOrThrow } from '../common/pipeline-document.js';
-import { Evidence, OutcomeStatus, Severity, StageState, type Event, type Outcome, type Pipeline, type Report, type Run, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
+import { Evidence, OutcomeStatus, StageState, type Event, type Outcome, type Pipeline, type Report, type Run, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
+import { admissionError } from '../compliance/admission.js';
 import { checkExpressions, resolveExpressions } from './expressions.js';
 import { expandedStageId, expandMatrix, matrixCombinations, MAX_MATRIX_STAGES } from './matrix.js';
 import { TERMINAL_RUN_STATES, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
@@ -208,9 +209,8 @@ export class Scheduler {
     const problems = [...checkExpressions(pipeline), ...matrixProblems(pipeline)];
     if (problems.length > 0) throw problemsToError(problems);
     const report = await this.options.validate(pipeline);
-    const errors = report.findings.filter((f) => f.severity === Severity.SEVERITY_ERROR);
-    if (errors.length > 0) throw problemsToError(errors);
-    if (!report.passed) throw new FailedPreconditionError(`pipeline scored ${report.score.toFixed(2)}, below the admission threshold ${report.threshold}`);
+    const refusal = admissionError(report);
+    if (refusal) throw refusal;
     return report;
   }
 

@@ -4,10 +4,11 @@ import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { Batcher } from '../common/batcher.js';
 import { GRPC_CHANNEL_OPTIONS } from '../common/channel-options.js';
 import type { Logger } from '../common/logger.js';
-import { CoordinatorClient, OutcomeStatus, type ConnectRequest, type ConnectResponse, type Outcome, type Task } from '../common/proto.js';
+import { CoordinatorClient, EventBusClient, OutcomeStatus, type ConnectRequest, type ConnectResponse, type Outcome, type Task } from '../common/proto.js';
 import { emptyEvidence, type FrameworkAdapter } from './adapters/framework-adapter.js';
 import { collectArtifacts } from './adapters/artifacts.js';
 import { detectAdapters } from './adapters/detect-frameworks.js';
+import { WaitEventAdapter } from './adapters/wait-event-adapter.js';
 
 export interface WorkerOptions {
   /** Coordinator address, "host:port". */
@@ -15,9 +16,13 @@ export interface WorkerOptions {
   logger: Logger;
   /** @default "<hostname>-<random>" */
   nodeId?: string;
+  /** Event-bus address for wait-event stages. @default address */
+  eventBusAddress?: string;
   /** Stages run at once. @default 8 */
   capacity?: number;
-  /** Adapters to offer. @default every framework detected on this machine (detectAdapters()) */
+  /** Frameworks to offer, checked against what this machine can run. @default every one detected */
+  frameworks?: readonly string[];
+  /** Adapters to offer, instead of detecting them (tests). */
   adapters?: FrameworkAdapter[];
   /**
    * How long stop() lets running stages finish. Stages still running then are
@@ -29,9 +34,14 @@ export interface WorkerOptions {
 
 export type WorkerState = 'connecting' | 'running' | 'draining' | 'stopped';
 
-/** The adapters a worker offers by default: every framework this machine can run. */
-export function defaultAdapters(): FrameworkAdapter[] {
-  return detectAdapters();
+/**
+ * The adapters a worker offers: every framework this machine can run (or only
+ * those in `frameworks`), plus wait-event when it can reach the event bus.
+ * @throws Error naming a requested framework that is unknown or cannot run here.
+ */
+export function defaultAdapters(eventBus?: EventBusClient, frameworks?: readonly string[]): FrameworkAdapter[] {
+  const waitEvent = eventBus && (!frameworks || frameworks.includes('wait-event'));
+  return [...detectAdapters(frameworks?.filter((f) => f !== 'wait-event')), ...(waitEvent ? [new WaitEventAdapter(eventBus)] : [])];
 }
 
 /** How long stop() waits for the coordinator to end the Connect stream. */
@@ -55,6 +65,7 @@ export class Worker {
   #abandoning = false;
   readonly #running = new Map<string, AbortController>();
   readonly #client: CoordinatorClient;
+  readonly #eventBus: EventBusClient;
   readonly #adapters: Map<string, FrameworkAdapter>;
   readonly #outcomes: Batcher<Outcome>;
   readonly nodeId: string;
@@ -66,8 +77,10 @@ export class Worker {
   private constructor(private readonly options: WorkerOptions) {
     this.nodeId = options.nodeId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
     this.capacity = options.capacity ?? 8;
-    this.#adapters = new Map((options.adapters ?? defaultAdapters()).map((a) => [a.framework, a]));
     this.#client = new CoordinatorClient(options.address, credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
+    // The event bus answers at the coordinator's address in the embedded profile.
+    this.#eventBus = new EventBusClient(options.eventBusAddress ?? options.address, credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
+    this.#adapters = new Map((options.adapters ?? defaultAdapters(this.#eventBus, options.frameworks)).map((a) => [a.framework, a]));
     this.#outcomes = new Batcher<Outcome>({
       maxBatch: 500,
       maxDelayMs: 1,
@@ -192,6 +205,7 @@ export class Worker {
         await Promise.race([ended, new Promise<void>((resolve) => setTimeout(resolve, STREAM_END_TIMEOUT_MS).unref())]);
       }
       this.#client.close();
+      this.#eventBus.close();
       this.#resolveClosed();
     })();
     return this.#stopping;

@@ -229,3 +229,14 @@ export async function waitUntil<T>(
     await sleep(opts.intervalMs ?? 200);
   }
 }
+
+/**
+ * The environment for a stagemesh process a test starts: without c8's
+ * NODE_V8_COVERAGE, because such processes run the compiled dist/ code and
+ * c8 would merge their (source-mapped) coverage over the sources' own.
+ */
+export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  delete env.NODE_V8_COVERAGE;
+  return env;
+}

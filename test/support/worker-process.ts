@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { repoRoot } from './tools.js';
+import { childEnv, repoRoot } from './tools.js';
 
 const running = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -19,6 +19,7 @@ export interface WorkerProcess {
 export async function startWorkerProcess(address: string, nodeId: string, args: string[] = []): Promise<WorkerProcess> {
   const child = spawn(process.execPath, [join(repoRoot, 'bin', 'stagemesh.js'), '--address', address, 'worker', '--node-id', nodeId, '--log-level', 'warn', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: childEnv(),
     // Its own process group, so stopping it also ends the stages it runs.
     detached: true,
   });

@@ -50,7 +50,7 @@ export function detectAdapters(only?: readonly string[]): FrameworkAdapter[] {
   if (pytest && answers(pytest, ['--version'])) adapters.push(pytestAdapter(pytest));
   const chosen = adapters.filter((a) => wanted(a.framework));
   for (const framework of only ?? []) {
-    if (!(KNOWN_FRAMEWORKS as readonly string[]).includes(framework)) throw new Error(`unknown framework "${framework}" (known: ${KNOWN_FRAMEWORKS.join(', ')})`);
+    if (!(KNOWN_FRAMEWORKS as readonly string[]).includes(framework)) throw new Error(`unknown framework "${framework}" (known: ${KNOWN_FRAMEWORKS.join(', ')}, wait-event)`);
     if (!chosen.some((a) => a.framework === framework)) throw new Error(`framework "${framework}" cannot run on this machine (its tool was not found)`);
   }
   return chosen;

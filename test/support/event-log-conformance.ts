@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { lifecycleEvent } from '../common/event-publisher.js';
-import { FailedPreconditionError, ResourceExhaustedError } from '../common/errors.js';
-import type { Event } from '../common/proto.js';
-import type { Delivery, EventLog, SubscriptionOptions } from './event-log.js';
+import { lifecycleEvent } from '../../services/common/event-publisher.js';
+import { FailedPreconditionError, ResourceExhaustedError } from '../../services/common/errors.js';
+import type { Event } from '../../services/common/proto.js';
+import type { Delivery, EventLog, SubscriptionOptions } from '../../services/event-bus/event-log.js';
 
 /** A backend under test: how to open it, and how to remove what the test created. */
 export interface EventLogHarness {
