@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { formatDurationMs } from '../services/common/duration.js';
 import { FIELD_PATH_METADATA, isServiceError } from '../services/common/grpc-status.js';
-import { RunState, Severity, StageState, type Finding, type Report, type Run, type StageRun } from '../services/common/proto.js';
+import { RunState, Severity, StageState, type Event, type Finding, type Report, type Run, type StageRun } from '../services/common/proto.js';
 import { CliError, ExitCode } from './cli-error.js';
 
 /** ANSI colours, only when writing to a terminal that wants them. */
@@ -30,6 +30,27 @@ export function formatStageLine(stage: StageRun, width: number): string {
   const tests = stage.attempts.at(-1)?.evidence?.tests;
   const counts = tests ? c.dim(`  tests: ${tests.passed} passed, ${tests.failed} failed, ${tests.skipped} skipped of ${tests.total}`) : '';
   return `  ${colour(STAGE_MARK[state] ?? '?')} ${stage.stageId.padEnd(width)}  ${colour(state.padEnd(9))}  ${duration}${attempts}${counts}`;
+}
+
+const EVENT_STATE: Record<string, string> = {
+  'stage.ready': 'QUEUED',
+  'stage.succeeded': 'SUCCEEDED',
+  'stage.failed': 'FAILED',
+  'stage.cancelled': 'CANCELLED',
+  'stage.skipped': 'SKIPPED',
+  'stage.retrying': 'RETRYING',
+};
+
+/** One progress line for a lifecycle event of a stage, as `stagemesh run` prints it live. */
+export function formatStageEvent(event: Event, width: number): string {
+  const c = palette(process.stderr);
+  const state = EVENT_STATE[event.type] ?? event.type;
+  const data = (event.data ?? {}) as Record<string, unknown>;
+  const colour = state === 'SUCCEEDED' ? c.green : state === 'FAILED' ? c.red : state === 'CANCELLED' || state === 'RETRYING' ? c.yellow : c.dim;
+  const mark = state === 'RETRYING' ? '↻' : (STAGE_MARK[state] ?? '·');
+  const detail = data.duration_ms !== undefined && state !== 'QUEUED' ? formatDurationMs(Number(data.duration_ms)) : '';
+  const why = state === 'RETRYING' || state === 'FAILED' ? c.dim(` ${String(data.error ?? '')}`.trimEnd()) : '';
+  return `  ${colour(mark)} ${(event.attributes.stage_id ?? '').padEnd(width)}  ${colour(state.padEnd(9))}  ${detail}${why}`;
 }
 
 /** The per-stage summary printed when a run ends, with the output tail of failed stages. */

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { callUnary, createMeshClients } from '../services/common/grpc-client.js';
-import { Run, RunState, type WatchRunResponse } from '../services/common/proto.js';
+import { subscribeEvents, subscribeRequest } from '../services/event-bus/event-stream.js';
+import { Run, RunState } from '../services/common/proto.js';
 import { CliError, ExitCode } from './cli-error.js';
 import { parseKeyValues, readInputFile } from './files.js';
-import { describeCallError, formatRunSummary, formatStageLine, stageStateName } from './output.js';
+import { describeCallError, formatRunSummary, formatStageEvent } from './output.js';
 import { addressOf } from './address.js';
 
 const FINISHED = new Set([RunState.RUN_STATE_SUCCEEDED, RunState.RUN_STATE_FAILED, RunState.RUN_STATE_CANCELLED]);
@@ -13,38 +14,47 @@ export function runExitCode(run: Run): ExitCode {
   return run.state === RunState.RUN_STATE_SUCCEEDED ? ExitCode.OK : ExitCode.FAILED;
 }
 
+/** How often the run is read while following it, in case the bus no longer holds some of its events. */
+const POLL_MS = 2_000;
+
 /**
- * Follows a run over WatchRun until it finishes, printing each stage as its
- * state changes (unless `quiet`), and returns the final run.
+ * Follows a run until it finishes and returns the final run. The live
+ * progress comes from the event bus: each lifecycle event of the run is
+ * printed as it is published (unless `quiet`). The run is also read every
+ * two seconds, so a bus that dropped events (retention) cannot leave the
+ * command waiting.
  */
 export async function followRun(address: string, runId: string, quiet: boolean): Promise<Run> {
   const clients = createMeshClients(address);
-  const seen = new Map<string, number>();
-  let last: Run | undefined;
+  const controller = new AbortController();
+  const getRun = async () => (await callUnary(clients.scheduler.getRun.bind(clients.scheduler), { runId })).run!;
+  let poll: NodeJS.Timeout | undefined;
   try {
-    const stream = clients.scheduler.watchRun({ runId });
-    for await (const message of stream as AsyncIterable<WatchRunResponse>) {
-      const run = message.run!;
-      last = run;
-      if (!quiet) {
-        const width = Math.max(...run.stages.map((s) => s.stageId.length), 5);
-        for (const stage of run.stages) {
-          if (seen.get(stage.stageId) === stage.state) continue;
-          const first = !seen.has(stage.stageId);
-          seen.set(stage.stageId, stage.state);
-          if (first && stageStateName(stage.state) === 'PENDING') continue;
-          process.stderr.write(`${formatStageLine(stage, width)}\n`);
-        }
-      }
-      if (FINISHED.has(run.state)) break;
+    const first = await getRun();
+    if (FINISHED.has(first.state)) return first;
+    const width = Math.max(...first.stages.map((s) => s.stageId.length), 5);
+    poll = setInterval(() => {
+      getRun().then(
+        (run) => FINISHED.has(run.state) && controller.abort(),
+        () => undefined,
+      );
+    }, POLL_MS);
+    // From just before the run was created, so no event of it is missed.
+    const fromTime = new Date((first.createdAt?.getTime() ?? Date.now()) - 1_000);
+    const request = subscribeRequest({ subjects: ['stage.*', 'run.finished'], filter: { run_id: runId }, fromTime });
+    for await (const { event } of subscribeEvents(clients.eventBus, request, controller.signal)) {
+      if (!event) continue;
+      if (event.type === 'run.finished') break;
+      if (!quiet) process.stderr.write(`${formatStageEvent(event, width)}\n`);
     }
+    return await getRun();
   } catch (err) {
     throw describeCallError(err, address);
   } finally {
+    clearInterval(poll);
+    controller.abort();
     clients.close();
   }
-  if (!last) throw new CliError(`run ${runId} sent no state`);
-  return last;
 }
 
 export function registerRunCommand(program: Command): void {

@@ -52,6 +52,9 @@ describe('cli - stagemesh commands against a running mesh', function () {
     assert.match(stdout, /hello@\S+ SUCCEEDED/);
     for (const stage of ['greet', 'build', 'report']) assert.match(stdout, new RegExp(`✓ ${stage}\\s+SUCCEEDED`));
     assert.match(stderr, /submitted/);
+    // Live progress, from the run's events on the bus.
+    assert.match(stderr, /… greet\s+QUEUED/);
+    assert.match(stderr, /✓ report\s+SUCCEEDED/);
   });
 
   it('run exits 1 on a failing stage and shows its output tail', async () => {
