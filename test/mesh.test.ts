@@ -199,12 +199,12 @@ stages:
 
   it('RunAndWait returns the run as it stands when the wait ends, and the run goes on', async () => {
     const { run, finished } = await callUnary(t.clients.scheduler.runAndWait.bind(t.clients.scheduler), {
-      submit: inline('name: waits\nstages:\n  - { id: s, framework: sleep, run: { duration: 600ms } }'),
+      submit: inline('name: waits\nstages:\n  - { id: s, framework: sleep, run: { duration: 3s } }'),
       waitTimeout: '100ms',
     });
     assert.equal(finished, false);
     assert.equal(run!.state, RunState.RUN_STATE_RUNNING);
-    const done = await waitForRun(t.clients, run!.runId, (r) => r.state === RunState.RUN_STATE_SUCCEEDED);
+    const done = await waitForRun(t.clients, run!.runId, (r) => r.state === RunState.RUN_STATE_SUCCEEDED, 15_000);
     assert.equal(done.stages[0]!.state, StageState.STAGE_STATE_SUCCEEDED);
   });
 
