@@ -25,6 +25,8 @@ describe('resolveMeshConfig()', () => {
       shutdownTimeoutMs: 10_000,
       eventBus: 'memory',
       natsUrl: 'nats://127.0.0.1:4222',
+      databaseUrl: '',
+      databaseSchema: '',
     });
   });
 
@@ -47,6 +49,14 @@ describe('resolveMeshConfig()', () => {
 
   it('reads the file named by STAGEMESH_CONFIG', () => {
     assert.equal(resolveMeshConfig({}, { STAGEMESH_CONFIG: file('worker_capacity: 3') }).workerCapacity, 3);
+  });
+
+  it('reads a PostgreSQL store and refuses what is not a PostgreSQL URL', () => {
+    const resolved = resolveMeshConfig({}, { STAGEMESH_DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/test', STAGEMESH_DATABASE_SCHEMA: 'mesh_a' });
+    assert.equal(resolved.databaseUrl, 'postgres://postgres@127.0.0.1:5432/test');
+    assert.equal(resolved.databaseSchema, 'mesh_a');
+    assert.throws(() => resolveMeshConfig({}, { STAGEMESH_DATABASE_URL: 'mysql://x' }), (err: unknown) => err instanceof ConfigError && err.key === 'STAGEMESH_DATABASE_URL');
+    assert.throws(() => resolveMeshConfig({}, { STAGEMESH_DATABASE_SCHEMA: 'Drop Table' }), ConfigError);
   });
 
   it('names the variable holding a bad value', () => {

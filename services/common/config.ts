@@ -26,6 +26,10 @@ export interface MeshConfig {
   eventBus: EventBusBackend;
   /** NATS server of the `jetstream` event bus. @default "nats://127.0.0.1:4222" */
   natsUrl: string;
+  /** PostgreSQL to keep state in (`postgres://user@host:port/db`); empty keeps it in PGlite under dataDir. @default "" */
+  databaseUrl: string;
+  /** Schema of the PostgreSQL store (created if missing); empty uses the server's search_path. @default "" */
+  databaseSchema: string;
 }
 
 /** The event-log backends a mesh can use. */
@@ -85,6 +89,22 @@ const SETTINGS: { [K in keyof MeshConfig]: Setting<K> } = {
     parse: (v) => (/^(nats|tls|wss?):\/\/\S+$/.test(v) ? v : undefined),
     expected: 'a NATS URL such as nats://127.0.0.1:4222',
     fallback: 'nats://127.0.0.1:4222',
+  },
+  databaseUrl: {
+    key: 'databaseUrl',
+    env: 'STAGEMESH_DATABASE_URL',
+    file: 'database_url',
+    parse: (v) => (/^postgres(ql)?:\/\/\S+$/.test(v) ? v : undefined),
+    expected: 'a PostgreSQL URL such as postgres://postgres@127.0.0.1:5432/stagemesh',
+    fallback: '',
+  },
+  databaseSchema: {
+    key: 'databaseSchema',
+    env: 'STAGEMESH_DATABASE_SCHEMA',
+    file: 'database_schema',
+    parse: (v) => (/^[a-z_][a-z0-9_]{0,62}$/.test(v) ? v : undefined),
+    expected: 'a lower-case identifier ([a-z_][a-z0-9_]*)',
+    fallback: '',
   },
 };
 

@@ -12,6 +12,8 @@ import { callUnary, createMeshClients, type MeshClients } from '../common/grpc-c
 import { GrpcServer } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
 import { PgliteStore } from '../common/pglite-store.js';
+import { PostgresStore } from '../common/postgres-store.js';
+import type { Store } from '../common/store.js';
 import { createEventBusService, openEventLog, type EventLog } from '../event-bus/index.js';
 import { TriggerListener } from '../scheduler/trigger-listener.js';
 import { createMetricsService, followLifecycleEvents, MetricsRecorder } from '../metrics/index.js';
@@ -51,7 +53,7 @@ export class EmbeddedMesh {
     readonly httpPort: number,
     private readonly parts: {
       logger: Logger;
-      store: PgliteStore;
+      store: Store;
       server: GrpcServer;
       clients: MeshClients;
       scheduler: Scheduler;
@@ -85,7 +87,10 @@ export class EmbeddedMesh {
 
   static async #start(config: MeshConfig, logger: Logger, options: EmbeddedMeshOptions, cleanups: (() => Promise<void> | void)[]): Promise<EmbeddedMesh> {
     const dataDir = config.dataDir.startsWith('memory://') ? config.dataDir : resolve(config.dataDir);
-    const store = await PgliteStore.open(dataDir);
+    // PostgreSQL when configured (state shared with other processes), else PGlite in the data folder.
+    const store: Store = config.databaseUrl
+      ? await PostgresStore.open({ connectionString: config.databaseUrl, schema: config.databaseSchema || undefined })
+      : await PgliteStore.open(dataDir);
     cleanups.push(() => store.close());
     const runStore = new RunStore(store);
     const auditLog = new AuditLog();

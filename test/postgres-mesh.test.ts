@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { callUnary } from '../services/common/grpc-client.js';
+import { RunState } from '../services/common/proto.js';
+import { inline, runToEnd, startTestMesh, type TestMesh } from './support/mesh.js';
+
+const POSTGRES_URL = process.env.STAGEMESH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+describe('mesh - state in PostgreSQL (STAGEMESH_DATABASE_URL)', function () {
+  const schema = `stagemesh_mesh_${process.pid}_${randomUUID().slice(0, 8)}`;
+  const meshes: TestMesh[] = [];
+
+  before(async function () {
+    const probe = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 3000 });
+    try {
+      await probe.connect();
+      await probe.end();
+    } catch (err) {
+      if (process.env.CI === 'true') throw new Error(`PostgreSQL is required in CI but ${POSTGRES_URL} answered: ${(err as Error).message}`);
+      console.log(`      skipped: no PostgreSQL at ${POSTGRES_URL} (${(err as Error).message})`);
+      this.skip();
+    }
+  });
+
+  after(async () => {
+    await Promise.allSettled(meshes.map((t) => t.destroy()));
+    const admin = new pg.Client({ connectionString: POSTGRES_URL });
+    await admin.connect();
+    try {
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it('runs a pipeline with its state in PostgreSQL and finds it again after a restart', async () => {
+    const first = await startTestMesh({ databaseUrl: POSTGRES_URL, databaseSchema: schema });
+    meshes.push(first);
+    const run = await runToEnd(first.clients, inline("name: in-postgres\nstages:\n  - { id: a, framework: shell, run: { command: echo stored } }\n  - { id: b, framework: noop, needs: [a] }"));
+    assert.equal(run.state, RunState.RUN_STATE_SUCCEEDED);
+    await first.stop();
+
+    const second = await startTestMesh({ databaseUrl: POSTGRES_URL, databaseSchema: schema });
+    meshes.push(second);
+    const { run: again } = await callUnary(second.clients.scheduler.getRun.bind(second.clients.scheduler), { runId: run.runId });
+    assert.equal(again!.state, RunState.RUN_STATE_SUCCEEDED);
+    assert.match(again!.stages[0]!.attempts[0]!.evidence!.logTail, /stored/);
+    const admin = new pg.Client({ connectionString: POSTGRES_URL });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query(`SELECT state FROM ${schema}.runs WHERE run_id = $1`, [run.runId]);
+      assert.deepEqual(rows, [{ state: 'SUCCEEDED' }]);
+    } finally {
+      await admin.end();
+    }
+  });
+});
