@@ -49,6 +49,18 @@ describe('mesh - restart and graceful shutdown', function () {
     await after.stop();
   });
 
+  it('keeps the deadline of a run resumed after a restart', async () => {
+    const t = await start(200);
+    const { run } = await callUnary(t.clients.scheduler.submitRun.bind(t.clients.scheduler), inline('name: due\nstages:\n  - { id: s, framework: shell, run: { command: sleep 30 } }', { deadline: '3s' }));
+    await waitForRun(t.clients, run!.runId, (r) => r.stages[0]!.attempts.length > 0);
+    await t.stop();
+    const after = await start();
+    const done = await waitForRun(after.clients, run!.runId, (r) => r.state !== RunState.RUN_STATE_RUNNING, 15_000);
+    assert.equal(done.state, RunState.RUN_STATE_FAILED);
+    assert.match(done.reason, /deadline .* exceeded/);
+    await after.stop();
+  });
+
   it('resumes a run whose stage was interrupted by a shutdown, running the stage again', async () => {
     const t = await start(200);
     const { run } = await callUnary(t.clients.scheduler.submitRun.bind(t.clients.scheduler), inline('name: resumed\nstages:\n  - { id: s, framework: shell, run: { command: sleep 2 } }\n  - { id: t, framework: noop, needs: [s] }'));

@@ -62,6 +62,8 @@ export const MIGRATIONS: readonly string[] = [
      FOREIGN KEY (run_id, stage_id) REFERENCES stage_runs (run_id, stage_id) ON DELETE CASCADE
    );
    CREATE INDEX attempts_run ON attempts (run_id);`,
+  // The run deadline, so a run resumed after a restart still ends on time.
+  `ALTER TABLE runs ADD COLUMN deadline_at timestamptz`,
 ];
 
 /** Advisory lock key held while a migration runs. */

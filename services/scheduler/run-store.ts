@@ -17,6 +17,8 @@ export interface NewRun {
   labels: Record<string, string>;
   priority: number;
   idempotencyKey: string;
+  /** When the run fails if it has not finished, in ms since the epoch. */
+  deadlineAtMs?: number;
 }
 
 export interface StageChange {
@@ -186,10 +188,10 @@ export class RunStore {
 
   async #insertRuns(tx: Queryable, runs: NewRun[]): Promise<void> {
     await tx.query(
-      `INSERT INTO runs (run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, idempotency_key)
-       SELECT run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, nullif(idempotency_key, '')
+      `INSERT INTO runs (run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, idempotency_key, deadline_at)
+       SELECT run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, nullif(idempotency_key, ''), deadline_at
          FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, pipeline_name text, pipeline_version text, definition jsonb,
-              state text, inputs jsonb, labels jsonb, priority int, idempotency_key text)`,
+              state text, inputs jsonb, labels jsonb, priority int, idempotency_key text, deadline_at timestamptz)`,
       [
         json(
           runs.map((r) => ({
@@ -202,6 +204,7 @@ export class RunStore {
             labels: r.labels,
             priority: r.priority,
             idempotency_key: r.idempotencyKey,
+            deadline_at: r.deadlineAtMs === undefined ? null : new Date(r.deadlineAtMs).toISOString(),
           })),
         ),
       ],
@@ -246,6 +249,12 @@ export class RunStore {
     const [row] = await this.store.query<{ definition: Pipeline }>('SELECT definition FROM runs WHERE run_id = $1', [runId]);
     if (!row) throw new NotFoundError('run', runId);
     return row.definition;
+  }
+
+  /** When the run must have finished (ms since the epoch), if it has a deadline. */
+  async runDeadline(runId: string): Promise<number | undefined> {
+    const [row] = await this.store.query<{ deadline_at: Date | null }>('SELECT deadline_at FROM runs WHERE run_id = $1', [runId]);
+    return row?.deadline_at ? row.deadline_at.getTime() : undefined;
   }
 
   /** Ids of runs that have not finished (to resume after a restart). */

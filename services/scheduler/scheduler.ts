@@ -253,10 +253,11 @@ export class Scheduler {
         this.#keys.set(key, run.runId);
         if (this.#keys.size > MAX_REMEMBERED_KEYS) this.#keys.delete(this.#keys.keys().next().value!);
       }
-      (changes.newRuns ??= []).push({ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key });
+      const deadlineAtMs = deadlineMs === undefined ? undefined : Date.now() + deadlineMs;
+      (changes.newRuns ??= []).push({ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key, deadlineAtMs });
       const tasks = this.#advance(run, changes);
       after.push(() => {
-        this.#activate(run, deadlineMs);
+        this.#activate(run, deadlineAtMs);
         this.#publish(lifecycleEvent('run.submitted', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { version: run.pipeline.version, stages: run.stages.size }));
         this.#afterCommit(run, tasks);
       });
@@ -264,11 +265,13 @@ export class Scheduler {
     });
   }
 
-  #activate(run: ActiveRun, deadlineMs: number | undefined): void {
+  /** Makes the run active; with a deadline (ms since the epoch), fails it when the deadline passes. */
+  #activate(run: ActiveRun, deadlineAtMs: number | undefined): void {
     if (TERMINAL_RUN_STATES.has(run.status)) return;
     this.#active.set(run.runId, run);
-    if (deadlineMs !== undefined) {
-      run.deadlineTimer = setTimeout(() => void this.#end(run.runId, 'FAILED', `deadline of ${deadlineMs} ms exceeded`).catch(() => undefined), deadlineMs);
+    if (deadlineAtMs !== undefined) {
+      const reason = `run deadline ${new Date(deadlineAtMs).toISOString()} exceeded`;
+      run.deadlineTimer = setTimeout(() => void this.#end(run.runId, 'FAILED', reason).catch(() => undefined), Math.max(0, deadlineAtMs - Date.now()));
       run.deadlineTimer.unref();
     }
   }
@@ -482,6 +485,7 @@ export class Scheduler {
     for (const runId of ids) {
       const wire = await this.options.runs.getRun(runId);
       const pipeline = await this.options.runs.runDefinition(runId);
+      const deadlineAtMs = await this.options.runs.runDeadline(runId);
       await this.#commit((changes, after) => {
         const run: ActiveRun = { runId, pipeline, inputs: wire.inputs, priority: wire.priority, status: 'RUNNING', stages: new Map() };
         const tasks: Task[] = [];
@@ -505,7 +509,7 @@ export class Scheduler {
         }
         tasks.push(...this.#advance(run, changes));
         after.push(() => {
-          this.#activate(run, undefined);
+          this.#activate(run, deadlineAtMs);
           this.#afterCommit(run, tasks);
         });
       });
