@@ -7,8 +7,8 @@ const NATS_URL = process.env.STAGEMESH_NATS_URL ?? 'nats://127.0.0.1:4222';
 
 describeEventLogConformance('in-process', async () => {
   const log = new MemoryEventLog();
-  return { open: async () => log, cleanup: async () => undefined, survivesRestart: false };
-});
+  return { open: async () => log, cleanup: async () => undefined };
+}, { survivesRestart: false });
 
 /** NATS reachable? In CI the JetStream run is required: an unreachable NATS fails the run. */
 async function natsReachable(): Promise<string | undefined> {
@@ -52,7 +52,6 @@ describe('event bus - JetStream backend', function () {
         await Promise.allSettled([...opened, admin].map((l) => l.close()));
         opened = [];
       },
-      survivesRestart: true,
     };
-  });
+  }, { survivesRestart: true });
 });

@@ -4,23 +4,16 @@ import pg from 'pg';
 import { callUnary } from '../services/common/grpc-client.js';
 import { RunState } from '../services/common/proto.js';
 import { inline, runToEnd, startTestMesh, type TestMesh } from './support/mesh.js';
+import { requirePostgres, TEST_POSTGRES_URL } from './support/tools.js';
 
-const POSTGRES_URL = process.env.STAGEMESH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const POSTGRES_URL = TEST_POSTGRES_URL;
 
 describe('mesh - state in PostgreSQL (STAGEMESH_DATABASE_URL)', function () {
   const schema = `stagemesh_mesh_${process.pid}_${randomUUID().slice(0, 8)}`;
   const meshes: TestMesh[] = [];
 
   before(async function () {
-    const probe = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 3000 });
-    try {
-      await probe.connect();
-      await probe.end();
-    } catch (err) {
-      if (process.env.CI === 'true') throw new Error(`PostgreSQL is required in CI but ${POSTGRES_URL} answered: ${(err as Error).message}`);
-      console.log(`      skipped: no PostgreSQL at ${POSTGRES_URL} (${(err as Error).message})`);
-      this.skip();
-    }
+    await requirePostgres(this);
   });
 
   after(async () => {

@@ -6,8 +6,9 @@ import { PostgresStore } from '../services/common/postgres-store.js';
 import { Evidence, Pipeline, RunState, StageState } from '../services/common/proto.js';
 import { MIGRATIONS, type Store } from '../services/common/store.js';
 import { RunStore, type NewRun } from '../services/scheduler/run-store.js';
+import { requirePostgres, TEST_POSTGRES_URL } from './support/tools.js';
 
-const POSTGRES_URL = process.env.STAGEMESH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const POSTGRES_URL = TEST_POSTGRES_URL;
 
 const pipeline = (name: string, stages = ['a', 'b']) => Pipeline.fromPartial({ name, stages: stages.map((id, i) => ({ id, framework: 'noop', needs: i ? [stages[i - 1]!] : [] })) });
 
@@ -151,15 +152,7 @@ storeConformance('PGlite', async () => {
 });
 
 storeConformance('PostgreSQL', async (ctx) => {
-  const probe = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 3000 });
-  try {
-    await probe.connect();
-    await probe.end();
-  } catch (err) {
-    if (process.env.CI === 'true') throw new Error(`PostgreSQL is required in CI but ${POSTGRES_URL} answered: ${(err as Error).message}`);
-    console.log(`      skipped: no PostgreSQL at ${POSTGRES_URL} (${(err as Error).message})`);
-    ctx.skip();
-  }
+  await requirePostgres(ctx);
   const schema = `stagemesh_test_${process.pid}_${randomUUID().slice(0, 8)}`;
   const opened: PostgresStore[] = [];
   const open = async () => {

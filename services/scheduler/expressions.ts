@@ -7,7 +7,8 @@ const EXPRESSION = /\$\{\{\s*([^}]*?)\s*\}\}/g;
 /** What expressions in a stage's run spec can refer to. */
 export interface ExpressionContext {
   inputs: Readonly<Record<string, string>>;
-  outputs: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /** Outputs of a stage by id (a Map, or a view onto the run's stages). */
+  outputs: { get(stageId: string): Readonly<Record<string, string>> | undefined };
   matrix?: Readonly<Record<string, string>>;
   /** Leave expressions of other namespaces untouched (used when expanding a matrix before the run). */
   keepUnknown?: boolean;

@@ -307,7 +307,8 @@ export class Scheduler {
     record.attemptId = randomUUID();
     (changes.stages ??= []).push({ runId: run.runId, stageId: stage.id, state: 'QUEUED' });
     (changes.newAttempts ??= []).push({ attemptId: record.attemptId, runId: run.runId, stageId: stage.id, number: record.attemptNumber, state: 'QUEUED' });
-    const outputs = new Map([...run.stages].map(([id, r]) => [id, r.outputs]));
+    // A view, not a copy: building a map of every stage per task made wide runs quadratic.
+    const outputs = { get: (id: string) => run.stages.get(id)?.outputs };
     const timeout = stage.timeout || run.pipeline.defaults?.timeout || '';
     return {
       attemptId: record.attemptId,

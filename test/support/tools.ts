@@ -240,3 +240,23 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   delete env.NODE_V8_COVERAGE;
   return env;
 }
+
+/** The PostgreSQL the tests use (each makes its own schema and drops it). */
+export const TEST_POSTGRES_URL = process.env.STAGEMESH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/**
+ * Checks that PostgreSQL answers at TEST_POSTGRES_URL: in CI a missing server
+ * fails the test loudly; elsewhere the test is skipped with the reason printed.
+ */
+export async function requirePostgres(ctx: SkippableContext): Promise<void> {
+  const { default: pg } = await import('pg');
+  const probe = new pg.Client({ connectionString: TEST_POSTGRES_URL, connectionTimeoutMillis: 3000 });
+  try {
+    await probe.connect();
+    await probe.end();
+  } catch (err) {
+    if (process.env.CI === 'true') throw new Error(`PostgreSQL is required in CI but ${TEST_POSTGRES_URL} answered: ${(err as Error).message}`);
+    console.log(`      skipped: no PostgreSQL at ${TEST_POSTGRES_URL} (${(err as Error).message})`);
+    ctx.skip();
+  }
+}
