@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-SOURCES := $(shell find proto services cli gateway scripts docs/schema -type f \( -name '*.ts' -o -name '*.proto' -o -name '*.mjs' -o -name '*.json' \) -not -name '*.spec.ts' 2>/dev/null) buf.yaml buf.gen.yaml tsconfig.json tsconfig.build.json
+SOURCES := $(shell find proto services cli gateway bench scripts docs/schema -type f \( -name '*.ts' -o -name '*.proto' -o -name '*.mjs' -o -name '*.json' \) -not -name '*.spec.ts' 2>/dev/null) buf.yaml buf.gen.yaml tsconfig.json tsconfig.build.json
 
 .PHONY: help install build start test lint tools clean
 

@@ -50,7 +50,7 @@ const unique = (name: string) => `${name}-${Date.now().toString(36)}`;
  * 1,000 runs of a registered 4-stage noop chain submitted concurrently (by
  * name, as a deployed pipeline is): stages per second from first submit to last finish.
  */
-async function chain(clients: MeshClients, runs = 1000, length = 4): Promise<number> {
+export async function chain(clients: MeshClients, runs = 1000, length = 4): Promise<number> {
   const name = unique('bench-chain');
   await callUnary(clients.scheduler.registerPipeline.bind(clients.scheduler), { document: chainDocument(name, length) });
   const waiter = awaitFinishedRuns(clients, name, runs, 300_000);

@@ -1,0 +1,481 @@
+import { loadavg } from 'node:os';
+import { build, type Histogram } from 'hdr-histogram-js';
+import { callUnary, type MeshClients } from '../services/common/grpc-client.js';
+import { subscribeEvents, subscribeRequest } from '../services/event-bus/event-stream.js';
+import { benchTarget, chain, machine } from './run-bench.js';
+import { chainDocument, submitOf } from './workloads.js';
+
+/** Stages of the chain the sustained mode submits (the same registered noop chain as `chain_stages_per_sec`). */
+export const CHAIN_LENGTH = 4;
+/** Share of the measured peak offered by `--rate auto`. */
+export const AUTO_RATE_FRACTION = 0.8;
+/** Highest `--rate` accepted, in stages per second. */
+export const MAX_RATE_STAGES_PER_SEC = 100_000;
+/** Shortest `--duration` accepted. */
+export const MIN_DURATION_MS = 1_000;
+/** @default 5 s */
+export const DEFAULT_INTERVAL_MS = 5_000;
+
+/** How often the load schedule is checked: runs due since the last tick are submitted together. */
+const TICK_MS = 25;
+/** SubmitRun calls waiting for an answer at most; past this the schedule falls behind (reported as unsubmitted runs). */
+const MAX_SUBMITS_IN_FLIGHT = 2_000;
+/** Runs of the peak measurement behind `--rate auto` (the `chain_stages_per_sec` workload). */
+const PEAK_RUNS = 1_000;
+/** Runs submitted before anything is measured, so code is compiled and caches are warm. */
+const WARMUP_RUNS = 100;
+/** Pause before each memory sample, so the garbage collector and the mesh's batches settle. */
+const SETTLE_MS = 2_000;
+/** Stage outcome events (one per stage that finishes). */
+const OUTCOMES = ['stage.succeeded', 'stage.failed', 'stage.cancelled'];
+
+/** Options of runSustained. */
+export interface SustainedOptions {
+  /** Drive a running mesh instead of starting an embedded one. */
+  address?: string;
+  /** How long load is offered, in milliseconds (at least MIN_DURATION_MS). */
+  durationMs: number;
+  /** Stages per second offered; `auto` = AUTO_RATE_FRACTION of a peak measured first. @default 'auto' */
+  rate?: number | 'auto';
+  /** Length of one measuring interval. @default DEFAULT_INTERVAL_MS */
+  intervalMs?: number;
+  /** With `address`: a Prometheus text endpoint of the mesh whose `process_resident_memory_bytes` gives its memory. */
+  metricsUrl?: string;
+  /** Told what happens, for a terminal. */
+  reporter?: SustainedReporter;
+}
+
+/** What a terminal shows while the sustained mode runs. */
+export interface SustainedReporter {
+  /** A phase starts (peak measurement, settling, draining). */
+  note(line: string): void;
+  /** Called about once a second while load is offered, with the last complete interval, if any. */
+  tick(elapsedS: number, totalS: number, latest: IntervalFigures | undefined): void;
+  /** Load is no longer offered. */
+  loadDone(): void;
+}
+
+/** Percentiles of one latency, in milliseconds (null when nothing was measured). */
+export interface Percentiles {
+  p50: number | null;
+  p99: number | null;
+}
+
+/** The figures of one measuring interval. */
+export interface IntervalFigures {
+  /** Seconds since load started, at the interval's end. */
+  t_s: number;
+  /** Stage outcomes received in the interval ÷ its length. */
+  stages_per_sec: number;
+  /** From a stage's `stage.ready` event to its outcome event, both as stamped by the bus; by the outcome's arrival. */
+  stage_latency_ms: Percentiles;
+  /** From the SubmitRun call to the arrival of `run.finished`, on the benchmark's clock; by the arrival. */
+  run_latency_ms: Percentiles;
+  /** Resident memory of the mesh at the interval's end (null when unavailable). */
+  rss_mb: number | null;
+}
+
+/** `sustained` in the JSON of `stagemesh bench --duration`. */
+export interface SustainedResult {
+  rate_stages_per_sec: number;
+  rate_source: 'given' | 'auto';
+  /** `chain_stages_per_sec` measured just before, when the rate is `auto`. */
+  peak_chain_stages_per_sec?: number;
+  runs_per_sec: number;
+  duration_s: number;
+  interval_s: number;
+  intervals: IntervalFigures[];
+  /** Max relative deviation of stages_per_sec from its median, over the intervals after the first. */
+  throughput_flatness: number | null;
+  /** The same for stage_latency_ms.p99. */
+  p99_flatness: number | null;
+  flatness_definition: string;
+  /** Over the whole load window. */
+  stage_latency_ms: Percentiles;
+  run_latency_ms: Percentiles;
+  rss_mb: { start: number | null; end: number | null; growth: number | null; source: string };
+  scheduled_runs: number;
+  submitted_runs: number;
+  submit_errors: number;
+  first_submit_error?: string;
+  finished_runs: number;
+  failed_runs: number;
+  unfinished_runs: number;
+  /** From the end of the load window to the last run's end (or the drain's time limit). */
+  drain_s: number;
+  load_average_1m: { start: number; end: number };
+}
+
+export const FLATNESS_DEFINITION =
+  'max over the intervals after the first of |x - median| / median, the median taken over those same intervals; the first interval is warm-up and left out';
+
+/**
+ * Runs due `elapsedMs` into a fixed schedule of `runsPerSec`, at most `total`:
+ * run k (from 0) is due at k ÷ runsPerSec seconds, so the first is due at once
+ * and all `total` are due before `total` ÷ runsPerSec seconds have passed.
+ */
+export function runsDue(runsPerSec: number, elapsedMs: number, total: number): number {
+  if (elapsedMs < 0) return 0;
+  return Math.min(total, Math.floor((elapsedMs * runsPerSec) / 1000) + 1);
+}
+
+/** The median of the values (mean of the two middle ones for an even count); NaN when empty. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * How far a series strays from its typical value: the largest |x − median| ÷ median
+ * over the values after the first `warmup` ones (0.1 = every value within 10 % of
+ * the median). A null value (an interval where nothing finished) is left out.
+ * Null when fewer than two values remain or the median is not positive.
+ */
+export function flatness(values: readonly (number | null)[], warmup = 1): number | null {
+  const kept = values.slice(warmup).filter((v): v is number => v !== null && Number.isFinite(v));
+  if (kept.length < 2) return null;
+  const m = median(kept);
+  if (!(m > 0)) return null;
+  return round(Math.max(...kept.map((v) => Math.abs(v - m) / m)), 3);
+}
+
+/** The value of an unlabelled sample in Prometheus text exposition format, if present. */
+export function prometheusValue(text: string, name: string): number | undefined {
+  for (const line of text.split('\n')) {
+    const match = /^(\S+?)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (match?.[1] === name) {
+      const value = Number(match[2]);
+      return Number.isFinite(value) ? value : undefined;
+    }
+  }
+  return undefined;
+}
+
+const round = (value: number, digits: number) => Number(value.toFixed(digits));
+const toMb = (bytes: number) => round(bytes / 2 ** 20, 1);
+
+function latencyHistogram(): Histogram {
+  // Microseconds, up to an hour, 3 significant digits.
+  return build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
+}
+
+function percentilesOf(histogram: Histogram): Percentiles {
+  if (histogram.totalCount === 0) return { p50: null, p99: null };
+  return { p50: round(histogram.getValueAtPercentile(50) / 1000, 2), p99: round(histogram.getValueAtPercentile(99) / 1000, 2) };
+}
+
+/**
+ * Stage outcomes and latencies sorted into fixed intervals of the load window
+ * by when they were observed (ms since load started); observations after the
+ * window count only toward the totals of the run.
+ */
+export class IntervalRecorder {
+  readonly #stages: number[];
+  readonly #stageLatency: Histogram[];
+  readonly #runLatency: Histogram[];
+  readonly #rssMb: (number | null)[];
+  readonly #stageTotal = latencyHistogram();
+  readonly #runTotal = latencyHistogram();
+
+  constructor(
+    readonly intervalMs: number,
+    readonly windowMs: number,
+  ) {
+    const count = Math.ceil(windowMs / intervalMs);
+    this.#stages = new Array<number>(count).fill(0);
+    this.#stageLatency = Array.from({ length: count }, latencyHistogram);
+    this.#runLatency = Array.from({ length: count }, latencyHistogram);
+    this.#rssMb = new Array<number | null>(count).fill(null);
+  }
+
+  /** Number of intervals in the window (the last may be shorter). */
+  get count(): number {
+    return this.#stages.length;
+  }
+
+  #index(atMs: number): number | undefined {
+    if (atMs < 0 || atMs >= this.windowMs) return undefined;
+    return Math.floor(atMs / this.intervalMs);
+  }
+
+  /** A stage finished, observed at `atMs`; its latency when known. */
+  stageFinished(atMs: number, latencyMs: number | undefined): void {
+    const i = this.#index(atMs);
+    if (i !== undefined) this.#stages[i]!++;
+    if (latencyMs === undefined) return;
+    const us = Math.max(0, Math.round(latencyMs * 1000));
+    if (i !== undefined) this.#stageLatency[i]!.recordValue(us);
+    this.#stageTotal.recordValue(us);
+  }
+
+  /** A run finished, observed at `atMs`, `latencyMs` after it was submitted. */
+  runFinished(atMs: number, latencyMs: number): void {
+    const i = this.#index(atMs);
+    const us = Math.max(0, Math.round(latencyMs * 1000));
+    if (i !== undefined) this.#runLatency[i]!.recordValue(us);
+    this.#runTotal.recordValue(us);
+  }
+
+  /** Resident memory sampled for interval `index`. */
+  setRss(index: number, mb: number | null): void {
+    if (index >= 0 && index < this.count) this.#rssMb[index] = mb;
+  }
+
+  /** The figures of interval `index`. */
+  interval(index: number): IntervalFigures {
+    const start = index * this.intervalMs;
+    const end = Math.min(this.windowMs, start + this.intervalMs);
+    return {
+      t_s: round(end / 1000, 3),
+      stages_per_sec: round(this.#stages[index]! / ((end - start) / 1000), 1),
+      stage_latency_ms: percentilesOf(this.#stageLatency[index]!),
+      run_latency_ms: percentilesOf(this.#runLatency[index]!),
+      rss_mb: this.#rssMb[index]!,
+    };
+  }
+
+  /** Every interval's figures, in order. */
+  intervals(): IntervalFigures[] {
+    return Array.from({ length: this.count }, (_, i) => this.interval(i));
+  }
+
+  /** Percentiles over the whole run. */
+  totals(): { stage_latency_ms: Percentiles; run_latency_ms: Percentiles } {
+    return { stage_latency_ms: percentilesOf(this.#stageTotal), run_latency_ms: percentilesOf(this.#runTotal) };
+  }
+}
+
+/** Reads the mesh's resident memory in MB: this process when embedded, else `metricsUrl` if given. */
+function rssReader(embedded: boolean, metricsUrl: string | undefined): { source: string; read(): Promise<number | null> } {
+  if (embedded) return { source: 'process.memoryUsage().rss of this process (the embedded mesh and the benchmark client share it)', read: async () => toMb(process.memoryUsage().rss) };
+  if (!metricsUrl) return { source: 'unavailable: the mesh runs in another process (pass --metrics-url to read it from its Prometheus endpoint)', read: async () => null };
+  return {
+    source: `process_resident_memory_bytes at ${metricsUrl}`,
+    read: async () => {
+      try {
+        const response = await fetch(metricsUrl, { signal: AbortSignal.timeout(5_000) });
+        const bytes = response.ok ? prometheusValue(await response.text(), 'process_resident_memory_bytes') : undefined;
+        return bytes === undefined ? null : toMb(bytes);
+      } catch {
+        return null;
+      }
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Matches each run's end to its SubmitRun call, in either order (a short run
+ * can end before its SubmitRun answer arrives), and records its latency.
+ */
+class RunTracker {
+  readonly #submittedAt = new Map<string, number>();
+  readonly #endedEarly = new Map<string, { at: number; state: string }>();
+  finished = 0;
+  failed = 0;
+
+  constructor(
+    private readonly recorder: IntervalRecorder,
+    private readonly loadStartedAt: () => number,
+  ) {}
+
+  /** The SubmitRun call made at `at` (performance.now()) created run `runId`. */
+  submitted(runId: string, at: number): void {
+    const ended = this.#endedEarly.get(runId);
+    if (!ended) return void this.#submittedAt.set(runId, at);
+    this.#endedEarly.delete(runId);
+    this.#record(at, ended.at, ended.state);
+  }
+
+  /** `run.finished` of `runId` arrived at `at`. */
+  ended(runId: string, at: number, state: string): void {
+    const sentAt = this.#submittedAt.get(runId);
+    if (sentAt === undefined) return void this.#endedEarly.set(runId, { at, state });
+    this.#submittedAt.delete(runId);
+    this.#record(sentAt, at, state);
+  }
+
+  #record(sentAt: number, at: number, state: string): void {
+    this.finished++;
+    if (state !== 'SUCCEEDED') this.failed++;
+    this.recorder.runFinished(at - this.loadStartedAt(), at - sentAt);
+  }
+}
+
+/**
+ * Follows the stage and run events of `pipeline` on the bus, recording each
+ * stage's ready → outcome latency into `recorder` and each run's end into
+ * `runs`. Resolves when `signal` aborts; rejects if the subscription fails
+ * (e.g. the benchmark fell so far behind that the bus gave up on it).
+ */
+async function followEvents(clients: MeshClients, pipeline: string, loadStartedAt: () => number, recorder: IntervalRecorder, runs: RunTracker, signal: AbortSignal): Promise<void> {
+  const readyAt = new Map<string, number>();
+  const request = subscribeRequest({ subjects: ['stage.ready', ...OUTCOMES, 'run.finished'], filter: { pipeline }, newOnly: true });
+  for await (const { event } of subscribeEvents(clients.eventBus, request, signal)) {
+    if (!event) continue;
+    const at = performance.now();
+    const runId = event.attributes.run_id ?? '';
+    const stageKey = `${runId}/${event.attributes.stage_id ?? ''}`;
+    const stamped = event.time?.getTime();
+    if (event.type === 'stage.ready') {
+      if (stamped !== undefined) readyAt.set(stageKey, stamped);
+    } else if (event.type === 'run.finished') {
+      runs.ended(runId, at, String((event.data as { state?: unknown } | undefined)?.state ?? ''));
+    } else {
+      const ready = readyAt.get(stageKey);
+      readyAt.delete(stageKey);
+      recorder.stageFinished(at - loadStartedAt(), ready !== undefined && stamped !== undefined ? stamped - ready : undefined);
+    }
+  }
+}
+
+/**
+ * The sustained-load mode of `stagemesh bench --duration D --rate R`: offers
+ * R stages per second as runs of a registered 4-stage noop chain, R/4 runs per
+ * second on a fixed schedule (open loop: a run is submitted when it is due,
+ * whether or not earlier runs have finished), for D; then waits, bounded, for
+ * the submitted runs to end. Reports per interval the stages finished per
+ * second and the stage and run latency percentiles (hdr-histogram), and the
+ * mesh's resident memory at the start and the end. Asserts nothing.
+ */
+export async function runSustained(options: SustainedOptions): Promise<{ profile: string; machine: ReturnType<typeof machine>; sustained: SustainedResult }> {
+  const intervalMs = options.intervalMs ?? DEFAULT_INTERVAL_MS;
+  const durationMs = options.durationMs;
+  const reporter = options.reporter;
+  const target = await benchTarget(options.address);
+  const { clients } = target;
+  const rss = rssReader(!options.address, options.metricsUrl);
+  const controller = new AbortController();
+  try {
+    reporter?.note(`warming up (${WARMUP_RUNS} runs)`);
+    await chain(clients, WARMUP_RUNS, CHAIN_LENGTH);
+    let rate: number;
+    let peak: number | undefined;
+    if (options.rate === undefined || options.rate === 'auto') {
+      reporter?.note(`measuring the peak (${PEAK_RUNS} runs of a ${CHAIN_LENGTH}-stage noop chain)`);
+      peak = Math.round(await chain(clients, PEAK_RUNS, CHAIN_LENGTH));
+      rate = round(peak * AUTO_RATE_FRACTION, 1);
+      reporter?.note(`peak ${peak} stages/s; offering ${rate} stages/s`);
+    } else {
+      rate = options.rate;
+    }
+    const runsPerSec = rate / CHAIN_LENGTH;
+    const scheduledRuns = Math.max(1, Math.round((runsPerSec * durationMs) / 1000));
+
+    const pipeline = `bench-sustained-${Date.now().toString(36)}`;
+    await callUnary(clients.scheduler.registerPipeline.bind(clients.scheduler), { document: chainDocument(pipeline, CHAIN_LENGTH) });
+    const recorder = new IntervalRecorder(intervalMs, durationMs);
+    let loadStartedAt = Number.POSITIVE_INFINITY;
+    const runs = new RunTracker(recorder, () => loadStartedAt);
+    // Settles to the error that ended the subscription, or undefined once aborted.
+    const followFailure = followEvents(clients, pipeline, () => loadStartedAt, recorder, runs, controller.signal).then(
+      () => undefined,
+      (err: unknown) => err ?? new Error('the event subscription failed'),
+    );
+    let followError: unknown;
+    void followFailure.then((err) => (followError = err));
+
+    // The settle also gives the subscription time to register before any load.
+    reporter?.note('settling before the first memory sample');
+    await sleep(SETTLE_MS);
+    if (followError) throw new Error(`subscribing to the run events failed: ${(followError as Error).message}`, { cause: followError });
+    const rssStart = await rss.read();
+    const loadAverageStart = loadavg()[0]!;
+
+    let sent = 0;
+    let inFlight = 0;
+    let submitted = 0;
+    let submitErrors = 0;
+    let firstSubmitError: string | undefined;
+    const submitOne = () => {
+      const at = performance.now();
+      inFlight++;
+      void callUnary(clients.scheduler.submitRun.bind(clients.scheduler), submitOf('', { document: undefined, pipelineRef: pipeline }), { timeoutMs: 60_000 })
+        .then(
+          ({ run }) => {
+            submitted++;
+            runs.submitted(run!.runId, at);
+          },
+          (err: unknown) => {
+            submitErrors++;
+            firstSubmitError ??= (err as Error).message;
+          },
+        )
+        .finally(() => inFlight--);
+    };
+
+    // The open-loop schedule: every tick submits the runs due by then, whether or not earlier runs have ended.
+    loadStartedAt = performance.now();
+    let sampledIntervals = 0;
+    let nextReportS = 0;
+    for (let elapsed = 0; elapsed < durationMs && !followError; elapsed = performance.now() - loadStartedAt) {
+      const due = runsDue(runsPerSec, elapsed, scheduledRuns);
+      while (sent < due && inFlight < MAX_SUBMITS_IN_FLIGHT) {
+        submitOne();
+        sent++;
+      }
+      for (; sampledIntervals < recorder.count && elapsed >= (sampledIntervals + 1) * intervalMs; sampledIntervals++) {
+        const index = sampledIntervals;
+        // Not awaited: reading a remote endpoint must not hold the schedule up.
+        void rss.read().then((mb) => recorder.setRss(index, mb));
+      }
+      if (elapsed >= nextReportS * 1000) {
+        nextReportS++;
+        const complete = Math.floor(elapsed / intervalMs);
+        reporter?.tick(elapsed / 1000, durationMs / 1000, complete > 0 ? recorder.interval(complete - 1) : undefined);
+      }
+      await sleep(TICK_MS);
+    }
+    const loadEndedAt = performance.now();
+    for (; sampledIntervals < recorder.count; sampledIntervals++) recorder.setRss(sampledIntervals, await rss.read());
+    reporter?.loadDone();
+
+    // Bounded wait for the submitted runs to end.
+    const drainLimitMs = Math.max(30_000, durationMs / 2);
+    reporter?.note(`waiting for the submitted runs to end (at most ${Math.round(drainLimitMs / 1000)} s)`);
+    const drainDeadline = loadEndedAt + drainLimitMs;
+    while (!followError && (inFlight > 0 || runs.finished < submitted) && performance.now() < drainDeadline) await sleep(50);
+    const drainS = round((performance.now() - loadEndedAt) / 1000, 2);
+    controller.abort();
+    const failure = await followFailure;
+    if (failure) throw new Error(`following the run events failed: ${(failure as Error).message ?? String(failure)}`, { cause: failure });
+
+    reporter?.note('settling before the last memory sample');
+    await sleep(SETTLE_MS);
+    const rssEnd = await rss.read();
+    const intervals = recorder.intervals();
+    return {
+      profile: options.address ? `remote ${options.address}` : 'embedded',
+      machine: machine(),
+      sustained: {
+        rate_stages_per_sec: rate,
+        rate_source: peak === undefined ? 'given' : 'auto',
+        ...(peak === undefined ? {} : { peak_chain_stages_per_sec: peak }),
+        runs_per_sec: round(runsPerSec, 2),
+        duration_s: durationMs / 1000,
+        interval_s: intervalMs / 1000,
+        intervals,
+        throughput_flatness: flatness(intervals.map((i) => i.stages_per_sec)),
+        p99_flatness: flatness(intervals.map((i) => i.stage_latency_ms.p99)),
+        flatness_definition: FLATNESS_DEFINITION,
+        ...recorder.totals(),
+        rss_mb: { start: rssStart, end: rssEnd, growth: rssStart !== null && rssEnd !== null ? round(rssEnd - rssStart, 1) : null, source: rss.source },
+        scheduled_runs: scheduledRuns,
+        submitted_runs: submitted,
+        submit_errors: submitErrors,
+        ...(firstSubmitError ? { first_submit_error: firstSubmitError } : {}),
+        finished_runs: runs.finished,
+        failed_runs: runs.failed,
+        unfinished_runs: submitted - runs.finished,
+        drain_s: drainS,
+        load_average_1m: { start: round(loadAverageStart, 2), end: round(loadavg()[0]!, 2) },
+      },
+    };
+  } finally {
+    controller.abort();
+    await target.close();
+  }
+}
