@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { flatness, IntervalRecorder, median, prometheusValue, runsDue } from './sustained.js';
 
-/** Percentiles come from an HDR histogram with 3 significant digits: within 0.1 % (plus the 0.01 ms rounding). */
+/** Percentiles come from an HDR histogram with 3 significant digits: within 0.1 % (plus the 0.1 ms rounding). */
 function near(actual: number | null, expected: number): void {
-  assert.ok(actual !== null && Math.abs(actual - expected) <= expected * 0.001 + 0.01, `${actual} is not within 0.1 % of ${expected}`);
+  assert.ok(actual !== null && Math.abs(actual - expected) <= expected * 0.001 + 0.05, `${actual} is not within 0.1 % of ${expected}`);
 }
 
 describe('sustained load', () => {

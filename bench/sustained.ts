@@ -163,7 +163,7 @@ function latencyHistogram(): Histogram {
 
 function percentilesOf(histogram: Histogram): Percentiles {
   if (histogram.totalCount === 0) return { p50: null, p99: null };
-  return { p50: round(histogram.getValueAtPercentile(50) / 1000, 2), p99: round(histogram.getValueAtPercentile(99) / 1000, 2) };
+  return { p50: round(histogram.getValueAtPercentile(50) / 1000, 1), p99: round(histogram.getValueAtPercentile(99) / 1000, 1) };
 }
 
 /**
