@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
-import { callUnary, createMeshClients } from '../services/common/grpc-client.js';
+import { callUnary } from '../services/common/grpc-client.js';
 import type { Event, EventBusClient } from '../services/common/proto.js';
 import { toCloudEvent } from '../services/event-bus/cloud-event.js';
 import { subscribeEvents, subscribeRequest } from '../services/event-bus/event-stream.js';
 import { isValidSubjectPattern } from '../services/event-bus/subject-pattern.js';
 import { addressOf } from './address.js';
 import { CliError, ExitCode } from './cli-error.js';
-import { describeCallError } from './output.js';
+import { withMesh } from './with-mesh.js';
 
 /** What `stagemesh events` shows. */
 export interface EventsOptions {
@@ -85,20 +85,8 @@ export function registerEventsCommand(program: Command): void {
       for (const s of subjects) if (!isValidSubjectPattern(s)) throw new CliError(`--subject expects a pattern such as stage.* or run.>, got "${s}"`, ExitCode.USAGE);
       const last = Number(opts.last ?? (opts.follow ? 0 : 20));
       if (!Number.isInteger(last) || last < 0) throw new CliError(`--last expects a non-negative integer, got "${opts.last}"`, ExitCode.USAGE);
-      const address = addressOf(program);
-      const clients = createMeshClients(address);
-      const controller = new AbortController();
-      const interrupt = () => controller.abort();
-      process.once('SIGINT', interrupt);
-      process.once('SIGTERM', interrupt);
-      try {
-        await printEvents(clients.eventBus, { subjects, runId: opts.run, follow: opts.follow ?? false, last, json: opts.json ?? false }, (line) => process.stdout.write(`${line}\n`), controller.signal);
-      } catch (err) {
-        throw err instanceof CliError ? err : describeCallError(err, address);
-      } finally {
-        process.off('SIGINT', interrupt);
-        process.off('SIGTERM', interrupt);
-        clients.close();
-      }
+      await withMesh(addressOf(program), (clients, signal) =>
+        printEvents(clients.eventBus, { subjects, runId: opts.run, follow: opts.follow ?? false, last, json: opts.json ?? false }, (line) => process.stdout.write(`${line}\n`), signal),
+      );
     });
 }

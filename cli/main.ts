@@ -6,6 +6,7 @@ import { registerRunsCommand } from './runs-command.js';
 import { registerStartCommand } from './start-command.js';
 import { registerValidateCommand } from './validate-command.js';
 import { registerEventsCommand } from './events-command.js';
+import { registerMetricsCommand } from './metrics-command.js';
 import { registerWorkerCommand } from './worker-command.js';
 
 /** Builds the `stagemesh` command line. */
@@ -20,6 +21,7 @@ export function createProgram(): Command {
   registerRunsCommand(program);
   registerValidateCommand(program);
   registerEventsCommand(program);
+  registerMetricsCommand(program);
   registerWorkerCommand(program);
   registerBenchCommand(program);
   return program;

@@ -13,6 +13,11 @@ import {
   SubmitRunRequest,
   SubmitRunResponse,
   GetPipelineResponse,
+  ListBaselinesResponse,
+  QueryRequest,
+  QueryResponse,
+  SetBaselineRequest,
+  SetBaselineResponse,
 } from '../services/common/proto.js';
 import { reportFromStatusError } from '../services/compliance/admission.js';
 import { Report } from '../services/common/proto.js';
@@ -28,6 +33,14 @@ export interface HttpEdgeOptions {
   port: number;
   clients: MeshClients;
   logger: Logger;
+  /** Serves `GET /metrics` in the Prometheus text format when given (the metrics service's exposition). */
+  metrics?: MetricsExposition;
+}
+
+/** A source of Prometheus text. */
+export interface MetricsExposition {
+  readonly contentType: string;
+  text(): Promise<string>;
 }
 
 type Handler = (params: Record<string, string>, body: unknown, query: URLSearchParams) => Promise<unknown>;
@@ -70,10 +83,24 @@ function decode<T>(fromJSON: (o: unknown) => T, body: unknown): T {
   return fromJSON(body);
 }
 
+/** Answers a Prometheus scrape. */
+async function serveMetrics(metrics: MetricsExposition, response: ServerResponse, logger: Logger): Promise<void> {
+  try {
+    const text = await metrics.text();
+    response.writeHead(200, { 'content-type': metrics.contentType });
+    response.end(text);
+  } catch (err) {
+    logger.error({ err }, 'collecting metrics failed');
+    response.writeHead(500, { 'content-type': 'text/plain' });
+    response.end('collecting metrics failed\n');
+  }
+}
+
 /**
  * The Node HTTP edge of the embedded profile: HTTP/JSON for the public RPCs
  * (the same routes as their google.api.http annotations), answered by calling
- * the services over gRPC. This release serves health, pipelines and runs.
+ * the services over gRPC. This release serves health, pipelines, runs,
+ * metrics and baselines, and `/metrics` for Prometheus.
  */
 export class HttpEdge {
   #stopping?: Promise<void>;
@@ -119,11 +146,27 @@ export class HttpEdge {
         pattern: /^\/v1\/runs\/(?<runId>[^/:]+)$/,
         handler: async (p) => GetRunResponse.toJSON(await callUnary(scheduler.getRun.bind(scheduler), { runId: p.runId! })),
       },
+      {
+        method: 'GET',
+        pattern: /^\/v1\/metrics$/,
+        handler: async (_, __, q) => QueryResponse.toJSON(await callUnary(clients.metrics.query.bind(clients.metrics), QueryRequest.fromJSON(Object.fromEntries(q)))),
+      },
+      {
+        method: 'GET',
+        pattern: /^\/v1\/baselines$/,
+        handler: async () => ListBaselinesResponse.toJSON(await callUnary(clients.metrics.listBaselines.bind(clients.metrics), {})),
+      },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/baselines$/,
+        handler: async (_, body) => SetBaselineResponse.toJSON(await callUnary(clients.metrics.setBaseline.bind(clients.metrics), decode(SetBaselineRequest.fromJSON, body))),
+      },
     ];
 
     const server = createServer((request, response) => void handle(request, response));
     async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
       const url = new URL(request.url ?? '/', 'http://edge');
+      if (url.pathname === '/metrics' && request.method === 'GET' && options.metrics) return serveMetrics(options.metrics, response, logger);
       let code = 200;
       let payload: unknown;
       try {

@@ -4,30 +4,12 @@ import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../cli/main.js';
 import { callUnary } from '../services/common/grpc-client.js';
+import { runCli } from './support/cli.js';
 import { startTestMesh, type TestMesh } from './support/mesh.js';
 import { childEnv, repoRoot } from './support/tools.js';
 
-/** Runs the CLI in this process, capturing what it prints. */
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const writeOut = process.stdout.write.bind(process.stdout);
-  const writeErr = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((chunk: string) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string) => (err.push(String(chunk)), true)) as typeof process.stderr.write;
-  const previousExitCode = process.exitCode;
-  process.exitCode = undefined;
-  try {
-    const code = await main(['node', 'stagemesh', ...args]);
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    process.stdout.write = writeOut;
-    process.stderr.write = writeErr;
-    process.exitCode = previousExitCode;
-  }
-}
+const cli = runCli;
 
 const example = (name: string) => join(repoRoot, 'examples', name);
 

@@ -27,7 +27,13 @@ describe('resolveMeshConfig()', () => {
       natsUrl: 'nats://127.0.0.1:4222',
       databaseUrl: '',
       databaseSchema: '',
+      metricsCheckIntervalMs: 10_000,
     });
+  });
+
+  it('takes the metrics check interval from STAGEMESH_METRICS_CHECK_INTERVAL and refuses one under 100ms', () => {
+    assert.equal(resolveMeshConfig({}, { STAGEMESH_METRICS_CHECK_INTERVAL: '2s' }).metricsCheckIntervalMs, 2_000);
+    assert.throws(() => resolveMeshConfig({}, { STAGEMESH_METRICS_CHECK_INTERVAL: '10ms' }), /STAGEMESH_METRICS_CHECK_INTERVAL: expected a duration of at least 100ms/);
   });
 
   it('chooses the event bus backend and its NATS server from STAGEMESH_EVENT_BUS and STAGEMESH_NATS_URL', () => {

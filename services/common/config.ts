@@ -30,6 +30,8 @@ export interface MeshConfig {
   databaseUrl: string;
   /** Schema of the PostgreSQL store (created if missing); empty uses the server's search_path. @default "" */
   databaseSchema: string;
+  /** Time between the metrics service's checks of its baselines for regressions. @default 10000 */
+  metricsCheckIntervalMs: number;
 }
 
 /** The event-log backends a mesh can use. */
@@ -105,6 +107,17 @@ const SETTINGS: { [K in keyof MeshConfig]: Setting<K> } = {
     parse: (v) => (/^[a-z_][a-z0-9_]{0,62}$/.test(v) ? v : undefined),
     expected: 'a lower-case identifier ([a-z_][a-z0-9_]*)',
     fallback: '',
+  },
+  metricsCheckIntervalMs: {
+    key: 'metricsCheckIntervalMs',
+    env: 'STAGEMESH_METRICS_CHECK_INTERVAL',
+    file: 'metrics_check_interval',
+    parse: (v) => {
+      const ms = parseDurationMs(v);
+      return ms !== undefined && ms >= 100 ? ms : undefined;
+    },
+    expected: 'a duration of at least 100ms, such as 10s',
+    fallback: 10_000,
   },
 };
 

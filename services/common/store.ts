@@ -64,6 +64,12 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX attempts_run ON attempts (run_id);`,
   // The run deadline, so a run resumed after a restart still ends on time.
   `ALTER TABLE runs ADD COLUMN deadline_at timestamptz`,
+  // Named baselines of the metrics service, which regressions are measured against.
+  `CREATE TABLE metrics_baselines (
+     name text PRIMARY KEY,
+     definition jsonb NOT NULL,
+     updated_at timestamptz NOT NULL DEFAULT now()
+   )`,
 ];
 
 /** Advisory lock key held while a migration runs. */

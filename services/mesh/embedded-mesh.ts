@@ -16,7 +16,7 @@ import { PostgresStore } from '../common/postgres-store.js';
 import type { Store } from '../common/store.js';
 import { createEventBusService, openEventLog, type EventLog } from '../event-bus/index.js';
 import { TriggerListener } from '../scheduler/trigger-listener.js';
-import { createMetricsService, followLifecycleEvents, MetricsRecorder } from '../metrics/index.js';
+import { MetricsService } from '../metrics/index.js';
 import { createSchedulerService, RunStore, Scheduler } from '../scheduler/index.js';
 import { Worker } from '../worker/index.js';
 import { HttpEdge } from '../../gateway/index.js';
@@ -96,7 +96,6 @@ export class EmbeddedMesh {
     const auditLog = new AuditLog();
     const eventLog = await openEventLog(config);
     cleanups.push(() => eventLog.close());
-    const recorder = new MetricsRecorder();
     // Services reach each other through gRPC clients, created once the port is bound.
     let clients: MeshClients | undefined;
     const client = () => {
@@ -105,6 +104,8 @@ export class EmbeddedMesh {
     };
     const publisher = new EventPublisher(publishBatchTo(() => client().eventBus), logger);
     cleanups.push(() => publisher.close());
+    const metrics = new MetricsService({ logger, store, publish: (event) => publisher.publish(event), regressionCheckIntervalMs: config.metricsCheckIntervalMs });
+    cleanups.push(() => metrics.stop());
     const scheduler = new Scheduler({
       logger,
       runs: runStore,
@@ -136,7 +137,7 @@ export class EmbeddedMesh {
           availableFrameworks: async () =>
             (await callUnary(client().coordinator.listFrameworks.bind(client().coordinator), {}, { timeoutMs: 1_000 })).frameworks.map((f) => f.framework),
         }),
-        createMetricsService(logger, recorder),
+        metrics.registration(),
       ],
     }).catch((err: unknown) => {
       throw portError(err, 'gRPC', config.grpcPort);
@@ -147,9 +148,9 @@ export class EmbeddedMesh {
     cleanups.push(() => clients?.close());
     const auditor = createAuditor({ getRun: (id) => runStore.getRun(id), getPipeline: (run) => runStore.runDefinition(run.runId), log: auditLog, publish: (events) => publisher.publish(...events), logger });
     const stopAudit = followEvents(clients.eventBus, ['run.finished'], (event) => auditor.onEvent(event), logger, 'compliance audit');
-    const stopRecording = followLifecycleEvents(clients.eventBus, recorder, logger);
+    metrics.follow(clients.eventBus);
     const stopMetrics = () => {
-      stopRecording();
+      metrics.stop();
       stopAudit();
     };
     cleanups.push(stopMetrics);
@@ -174,7 +175,7 @@ export class EmbeddedMesh {
     if (resumed > 0) logger.info({ runs: resumed }, 'resumed unfinished runs');
     const worker = options.worker === false ? undefined : await Worker.start({ address, logger, capacity: config.workerCapacity, nodeId: 'embedded-worker', drainTimeoutMs: config.shutdownTimeoutMs });
     cleanups.push(() => worker?.stop());
-    const edge = await HttpEdge.start({ host: config.host, port: config.httpPort, clients, logger }).catch((err: unknown) => {
+    const edge = await HttpEdge.start({ host: config.host, port: config.httpPort, clients, logger, metrics: metrics.exposition }).catch((err: unknown) => {
       throw portError(err, 'HTTP', config.httpPort);
     });
     return new EmbeddedMesh(config, server.port, edge.port, { logger, store, eventLog, auditor, server, clients, scheduler, coordinator, publisher, worker, edge, stopMetrics, triggers });
