@@ -85,6 +85,8 @@ export interface SustainedResult {
   duration_s: number;
   interval_s: number;
   intervals: IntervalFigures[];
+  /** Median of stages_per_sec over the intervals after the first: what the mesh sustained. */
+  median_stages_per_sec: number | null;
   /** Max relative deviation of stages_per_sec from its median, over the intervals after the first. */
   throughput_flatness: number | null;
   /** The same for stage_latency_ms.p99. */
@@ -251,14 +253,19 @@ export class IntervalRecorder {
 function rssReader(embedded: boolean, metricsUrl: string | undefined): { source: string; read(): Promise<number | null> } {
   if (embedded) return { source: 'process.memoryUsage().rss of this process (the embedded mesh and the benchmark client share it)', read: async () => toMb(process.memoryUsage().rss) };
   if (!metricsUrl) return { source: 'unavailable: the mesh runs in another process (pass --metrics-url to read it from its Prometheus endpoint)', read: async () => null };
+  let problem: string | undefined;
   return {
-    source: `process_resident_memory_bytes at ${metricsUrl}`,
+    get source() {
+      return `process_resident_memory_bytes at ${metricsUrl}${problem ? ` (last read failed: ${problem})` : ''}`;
+    },
     read: async () => {
       try {
         const response = await fetch(metricsUrl, { signal: AbortSignal.timeout(5_000) });
         const bytes = response.ok ? prometheusValue(await response.text(), 'process_resident_memory_bytes') : undefined;
+        problem = response.ok ? (bytes === undefined ? 'no such sample' : undefined) : `HTTP ${response.status}`;
         return bytes === undefined ? null : toMb(bytes);
-      } catch {
+      } catch (err) {
+        problem = (err as Error).message;
         return null;
       }
     },
@@ -458,6 +465,7 @@ export async function runSustained(options: SustainedOptions): Promise<{ profile
         duration_s: durationMs / 1000,
         interval_s: intervalMs / 1000,
         intervals,
+        median_stages_per_sec: intervals.length > 1 ? round(median(intervals.slice(1).map((i) => i.stages_per_sec)), 1) : null,
         throughput_flatness: flatness(intervals.map((i) => i.stages_per_sec)),
         p99_flatness: flatness(intervals.map((i) => i.stage_latency_ms.p99)),
         flatness_definition: FLATNESS_DEFINITION,

@@ -4,6 +4,7 @@ import { runBench } from '../bench/run-bench.js';
 import { MAX_RATE_STAGES_PER_SEC, MIN_DURATION_MS, runSustained, DEFAULT_INTERVAL_MS, type SustainedOptions, type SustainedReporter } from '../bench/sustained.js';
 import { parseDurationMs } from '../services/common/duration.js';
 import { CliError, ExitCode } from './cli-error.js';
+import { describeCallError } from './output.js';
 
 const WORKLOADS = ['chain', 'fanout', 'scaling', 'run_and_wait', 'validate', 'event_latency'];
 /** Most measuring intervals one sustained run may have. */
@@ -83,15 +84,16 @@ export function registerBenchCommand(program: Command): void {
       const address = program.opts().address as string | undefined;
       const sustained = sustainedOptionsOf(flags, address);
       const tty = Boolean(process.stderr.isTTY);
+      const only = flags.only?.split(',').map((s) => s.trim());
+      const unknown = only?.filter((w) => !WORKLOADS.includes(w)) ?? [];
+      if (unknown.length) throw usage(`--only: unknown workload ${unknown.join(', ')} (known: ${WORKLOADS.join(', ')})`);
       let result: unknown;
-      if (sustained) {
-        result = await runSustained({ ...sustained, reporter: tty ? terminalReporter(process.stderr) : undefined });
-      } else {
-        const only = flags.only?.split(',').map((s) => s.trim());
-        const unknown = only?.filter((w) => !WORKLOADS.includes(w)) ?? [];
-        if (unknown.length) throw usage(`--only: unknown workload ${unknown.join(', ')} (known: ${WORKLOADS.join(', ')})`);
-        const progress = tty ? (line: string) => process.stderr.write(`bench: ${line}\n`) : undefined;
-        result = await runBench({ address, only, progress });
+      try {
+        if (sustained) result = await runSustained({ ...sustained, reporter: tty ? terminalReporter(process.stderr) : undefined });
+        else result = await runBench({ address, only, progress: tty ? (line: string) => process.stderr.write(`bench: ${line}\n`) : undefined });
+      } catch (err) {
+        // A mesh that cannot be reached, or that refuses a call, is said in one line.
+        throw address ? describeCallError(err, address) : err;
       }
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     });
