@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { resolveMeshConfig } from '../services/common/config.js';
 import { callUnary, createMeshClients, type MeshClients } from '../services/common/grpc-client.js';
 import { createLogger } from '../services/common/logger.js';
-import { EmbeddedMesh } from '../services/mesh/embedded-mesh.js';
+import { EmbeddedMesh, type EmbeddedMeshOptions } from '../services/mesh/embedded-mesh.js';
 import { measureEventLatency } from './event-latency.js';
 import { benchValidate1000 } from './validate.js';
 import { awaitFinishedRuns, chainDocument, fanoutDocument, percentile, runAndWait, sleepDocument, submitAll, submitOf } from './workloads.js';
@@ -24,14 +24,14 @@ export function machine() {
 }
 
 /** A mesh to measure: the one at `address`, or a fresh embedded one on free ports in a temporary folder. */
-export async function benchTarget(address: string | undefined): Promise<{ clients: MeshClients; mesh?: EmbeddedMesh; close(): Promise<void> }> {
+export async function benchTarget(address: string | undefined, meshOptions: EmbeddedMeshOptions = {}): Promise<{ clients: MeshClients; mesh?: EmbeddedMesh; close(): Promise<void> }> {
   if (address) {
     const clients = createMeshClients(address);
     return { clients, close: async () => clients.close() };
   }
   const dataDir = mkdtempSync(join(tmpdir(), 'stagemesh-bench-'));
   const config = { ...resolveMeshConfig({}, {}), grpcPort: 0, httpPort: 0, dataDir, workerCapacity: 1024, logLevel: 'warn' as const };
-  const mesh = await EmbeddedMesh.start(config, createLogger({ level: 'warn' }));
+  const mesh = await EmbeddedMesh.start(config, createLogger({ level: 'warn' }), meshOptions);
   const clients = createMeshClients(`127.0.0.1:${mesh.grpcPort}`);
   return {
     clients,

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { startTelemetry, stopTelemetry, TracedComponent, tracingEnabled } from '../services/common/telemetry.js';
 import { CliError, ExitCode } from './cli-error.js';
 import { registerBenchCommand } from './bench-command.js';
 import { registerRunCommand } from './run-command.js';
@@ -30,6 +31,16 @@ export function createProgram(): Command {
 /** Runs the CLI with `argv` and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const program = createProgram();
+  // OpenTelemetry when the OTEL_* variables ask for it, started for the command
+  // that runs (the mesh's own spans are its services'; the rest are the edge's,
+  // the worker's or the CLI's) and flushed before the command returns.
+  let ownsTelemetry = false;
+  program.hook('preAction', async (_, command) => {
+    const name = command.name();
+    // The benchmark turns tracing on and off itself (observability_overhead).
+    if (tracingEnabled() || name === 'bench') return;
+    ownsTelemetry = await startTelemetry({ processComponent: name === 'start' ? TracedComponent.EDGE : name === 'worker' ? TracedComponent.WORKER : TracedComponent.CLI });
+  });
   try {
     await program.parseAsync(argv);
     return Number(process.exitCode ?? ExitCode.OK);
@@ -44,5 +55,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(`stagemesh: ${(err as Error).stack ?? String(err)}\n`);
     return ExitCode.FAILED;
+  } finally {
+    if (ownsTelemetry) await stopTelemetry();
   }
 }

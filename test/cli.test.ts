@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callUnary } from '../services/common/grpc-client.js';
 import { runCli } from './support/cli.js';
+import { startMeshProcess, type MeshProcess } from './support/mesh-process.js';
 import { startTestMesh, type TestMesh } from './support/mesh.js';
 import { childEnv, repoRoot } from './support/tools.js';
 
@@ -149,35 +150,17 @@ describe('cli - stagemesh start', function () {
   it('prints a ready line, serves, and exits 0 on SIGTERM after draining', async function () {
     this.timeout(60_000);
     const dataDir = mkdtempSync(join(tmpdir(), 'stagemesh-start-'));
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'stagemesh.js'), 'start', '--grpc-port', '0', '--http-port', '0', '--data-dir', dataDir, '--log-level', 'warn'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: childEnv(),
-    });
+    let mesh: MeshProcess | undefined;
     try {
-      const ready = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        const timer = setTimeout(() => reject(new Error(`no ready line in 45 s; output so far:\n${out}`)), 45_000);
-        child.stdout.on('data', (chunk: Buffer) => {
-          out += chunk.toString();
-          if (/ready/.test(out)) {
-            clearTimeout(timer);
-            resolve(out);
-          }
-        });
-        child.once('exit', (code) => reject(new Error(`exited ${code} before ready:\n${out}`)));
-      });
-      const grpc = /gRPC 127\.0\.0\.1:(\d+)/.exec(ready)?.[1];
-      const http = /HTTP (http:\/\/127\.0\.0\.1:\d+\/healthz)/.exec(ready)?.[1];
-      assert.ok(grpc && http, ready);
+      mesh = await startMeshProcess(dataDir);
+      const { address: grpcAddress, healthUrl: http } = mesh;
       const health = await fetch(http);
       assert.equal(health.status, 200);
-      const { code } = await cli('--address', `127.0.0.1:${grpc}`, 'run', example('hello.yaml'));
+      const { code } = await cli('--address', grpcAddress, 'run', example('hello.yaml'));
       assert.equal(code, 0);
-      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      assert.equal(await exited, 0);
+      assert.equal(await mesh.terminate(), 0);
     } finally {
-      child.kill('SIGKILL');
+      mesh?.child.kill('SIGKILL');
       rmSync(dataDir, { recursive: true, force: true });
     }
   });

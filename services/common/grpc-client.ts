@@ -1,5 +1,6 @@
 import { credentials, Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { GRPC_CHANNEL_OPTIONS } from './channel-options.js';
+import { tracingClientInterceptor } from './telemetry.js';
 import {
   ComplianceClient,
   CoordinatorClient,
@@ -51,7 +52,8 @@ export interface MeshClients {
 /** Opens clients of every service at `address` ("host:port"), plaintext. */
 export function createMeshClients(address: string): MeshClients {
   const creds = credentials.createInsecure();
-  const options = GRPC_CHANNEL_OPTIONS;
+  // Traced unary calls carry the caller's trace context (a no-op while tracing is off).
+  const options = { ...GRPC_CHANNEL_OPTIONS, interceptors: [tracingClientInterceptor] };
   const clients = {
     scheduler: new SchedulerClient(address, creds, options),
     coordinator: new CoordinatorClient(address, creds, options),

@@ -7,6 +7,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { descriptorSetPath } from './paths.js';
 import { GRPC_CHANNEL_OPTIONS } from './channel-options.js';
+import { traceServiceHandlers } from './telemetry.js';
 import type { ServiceName } from './proto.js';
 
 /** One service to serve: its generated definition and its handlers. */
@@ -83,7 +84,8 @@ export class GrpcServer {
   /** Binds and starts serving; every service reports SERVING once this resolves. */
   static async start(options: GrpcServerOptions): Promise<GrpcServer> {
     const server = new Server(GRPC_CHANNEL_OPTIONS);
-    for (const service of options.services) server.addService(service.definition, service.implementation as UntypedServiceImplementation);
+    // Unary calls run in a server span continuing the caller's trace (a no-op while tracing is off).
+    for (const service of options.services) server.addService(service.definition, traceServiceHandlers(service.definition, service.implementation) as UntypedServiceImplementation);
     const health = new HealthImplementation({ '': 'NOT_SERVING' });
     health.addToServer(server);
     new ReflectionService(reflectionPackageDefinition()).addToServer(server);

@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { logTraceFields } from './telemetry.js';
 
 export type { Logger } from 'pino';
 
@@ -11,5 +12,6 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
  * so standard output stays for what a user asked a command to print.
  */
 export function createLogger(options: { level?: LogLevel; name?: string } = {}): Logger {
-  return pino({ name: options.name ?? 'stagemesh', level: options.level ?? 'info' }, pino.destination(2));
+  // With tracing on, a line written inside a span names its trace_id and span_id.
+  return pino({ name: options.name ?? 'stagemesh', level: options.level ?? 'info', mixin: logTraceFields }, pino.destination(2));
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { parseDurationMs } from '../common/duration.js';
 import { lifecycleEvent } from '../common/event-publisher.js';
+import { handleTracedEvent, traceparentOf, TracedComponent, withTraceparent } from '../common/telemetry.js';
 import { Severity, StageState, type Event, type Finding, type Pipeline, type Run } from '../common/proto.js';
 import type { AuditLog } from './audit-log.js';
 import { TEST_FRAMEWORKS } from './check-context.js';
@@ -82,7 +83,11 @@ export function createAuditor(options: AuditorOptions): Auditor {
     if (findings.length > 0) {
       options.publish?.(
         findings.map((f) =>
-          lifecycleEvent('compliance.violation', 'stagemesh/compliance', `run/${runId}/stage/${f.stageId}`, { run_id: runId, pipeline: run.pipelineName, stage_id: f.stageId }, { rule_id: f.ruleId, field_path: f.fieldPath, message: f.message, fix: f.fix }),
+          withTraceparent(
+            lifecycleEvent('compliance.violation', 'stagemesh/compliance', `run/${runId}/stage/${f.stageId}`, { run_id: runId, pipeline: run.pipelineName, stage_id: f.stageId }, { rule_id: f.ruleId, field_path: f.fieldPath, message: f.message, fix: f.fix }),
+            // Violations continue the run's trace from the audit span.
+            traceparentOf(),
+          ),
         ),
       );
     }
@@ -91,7 +96,7 @@ export function createAuditor(options: AuditorOptions): Auditor {
     onEvent(event) {
       const runId = event.attributes.run_id;
       if (event.type !== 'run.finished' || !runId) return;
-      const job = audit(runId)
+      const job = handleTracedEvent(TracedComponent.COMPLIANCE, 'audit run', event, () => audit(runId))
         .catch((err: unknown) => options.logger.warn({ err, runId }, 'runtime audit of a run failed'))
         .finally(() => pending.delete(job));
       pending.add(job);

@@ -2,6 +2,7 @@ import { Batcher } from '../common/batcher.js';
 import { lifecycleEvent, type EventPublisher } from '../common/event-publisher.js';
 import type { Logger } from '../common/logger.js';
 import { Evidence, OutcomeStatus, type ConnectResponse, type FrameworkCapacity, type Node, type Outcome, type Task } from '../common/proto.js';
+import { traceAttemptHop, TracedComponent } from '../common/telemetry.js';
 import { LeaseTable } from './lease-table.js';
 import { TaskQueue } from './task-queue.js';
 
@@ -41,6 +42,7 @@ function lostOutcome(task: Task, nodeId: string, error: string): Outcome {
     evidence: Evidence.fromPartial({ exitCode: -1, error: `lost: ${error}` }),
     outputs: {},
     nodeId,
+    traceparent: task.traceparent,
   };
 }
 
@@ -150,7 +152,7 @@ export class Coordinator {
       const running = this.#running.get(outcome.attemptId);
       this.#running.delete(outcome.attemptId);
       if (running) this.#finished(running.task);
-      this.#outcomes.add({ ...outcome, nodeId });
+      this.#outcomes.add({ ...outcome, nodeId, traceparent: traceAttemptHop(TracedComponent.COORDINATOR, 'receive outcome', outcome.traceparent, running?.task, nodeId) });
     }
   }
 
@@ -236,6 +238,7 @@ export class Coordinator {
         this.#queued.delete(task.attemptId);
         this.#leases.grant(task.attemptId, node.nodeId);
         this.#running.set(task.attemptId, { task, nodeId: node.nodeId });
+        task.traceparent = traceAttemptHop(TracedComponent.COORDINATOR, 'dispatch stage', task.traceparent, task, node.nodeId);
       }
       node.send({ tasks: { tasks } });
     }

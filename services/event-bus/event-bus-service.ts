@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { clientStream, serverStream, unary } from '../common/handlers.js';
 import { parseDurationMs } from '../common/duration.js';
 import { InvalidArgumentError } from '../common/errors.js';
+import { traceAppend } from '../common/telemetry.js';
 import type { ServiceRegistration } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
 import {
@@ -25,8 +26,9 @@ function checkEvent(event: Event | undefined, path: string): Event {
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(event.type)) {
     throw new InvalidArgumentError('type must be dot-separated tokens such as "release.approved"', `${path}.type`);
   }
-  // The id is fixed here so Publish can return it whatever the backend.
-  return { ...event, id: event.id || randomUUID() };
+  // The id is fixed here so Publish can return it whatever the backend; a
+  // traced event continues its trace through a span of the bus.
+  return traceAppend({ ...event, id: event.id || randomUUID() });
 }
 
 function startPosition(request: SubscribeRequest): StartPosition {

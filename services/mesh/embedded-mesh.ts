@@ -26,6 +26,8 @@ export type MeshState = 'running' | 'stopping' | 'stopped';
 export interface EmbeddedMeshOptions {
   /** Start the local worker; without it, stages wait for `stagemesh worker` processes. @default true */
   worker?: boolean;
+  /** Let the metrics service follow lifecycle events (off only to measure what metrics cost). @default true */
+  metrics?: boolean;
 }
 
 /** Says which port is taken, instead of grpc-js's or Node's generic bind error. */
@@ -148,7 +150,7 @@ export class EmbeddedMesh {
     cleanups.push(() => clients?.close());
     const auditor = createAuditor({ getRun: (id) => runStore.getRun(id), getPipeline: (run) => runStore.runDefinition(run.runId), log: auditLog, publish: (events) => publisher.publish(...events), logger });
     const stopAudit = followEvents(clients.eventBus, ['run.finished'], (event) => auditor.onEvent(event), logger, 'compliance audit');
-    metrics.follow(clients.eventBus);
+    if (options.metrics !== false) metrics.follow(clients.eventBus);
     const stopMetrics = () => {
       metrics.stop();
       stopAudit();

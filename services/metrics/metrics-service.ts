@@ -5,6 +5,7 @@ import { serverStream, unary } from '../common/handlers.js';
 import type { ServiceRegistration } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
 import type { Queryable } from '../common/store.js';
+import { handleTracedEvent, TracedComponent } from '../common/telemetry.js';
 import { GroupBy, MetricsService as MetricsDefinition, SERVICE_NAMES, type Event, type EventBusClient, type MetricsServer, type WatchResponse } from '../common/proto.js';
 import { BaselineStore, resolveBaseline } from './baseline-store.js';
 import { isMetricWindow, MetricsRecorder, type MetricWindow } from './metrics-recorder.js';
@@ -32,7 +33,7 @@ function groupByOf(groupBy: GroupBy): GroupBy {
  * on the hot path waits for this. Returns a function that stops it.
  */
 export function followLifecycleEvents(client: EventBusClient, recorder: MetricsRecorder, logger: Logger): () => void {
-  return followEvents(client, ['stage.>', 'run.>'], (event) => recorder.record(event), logger, 'metrics');
+  return followEvents(client, ['stage.>', 'run.>'], (event) => handleTracedEvent(TracedComponent.METRICS, `record ${event.type}`, event, () => recorder.record(event)), logger, 'metrics');
 }
 
 export interface MetricsServiceOptions {

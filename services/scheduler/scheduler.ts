@@ -10,6 +10,8 @@ import { Evidence, OutcomeStatus, StageState, type Event, type Outcome, type Pip
 import { admissionError } from '../compliance/admission.js';
 import { checkExpressions, resolveExpressions } from './expressions.js';
 import { expandedStageId, expandMatrix, matrixCombinations, MAX_MATRIX_STAGES } from './matrix.js';
+import { beginRunTrace, withTraceparent, type TracedWork } from '../common/telemetry.js';
+import { finishStageSpan, startStageSpan } from './stage-tracing.js';
 import { TERMINAL_RUN_STATES, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
 
 export interface SchedulerOptions {
@@ -36,6 +38,9 @@ interface StageRecord {
   lost: number;
   outputs: Record<string, string>;
   retryTimer?: NodeJS.Timeout;
+  /** The scheduler's span of the attempt in flight, and the trace context the stage's events carry. */
+  trace?: TracedWork;
+  traceparent?: string;
 }
 
 interface ActiveRun {
@@ -46,6 +51,8 @@ interface ActiveRun {
   status: RunStatus;
   stages: Map<string, StageRecord>;
   deadlineTimer?: NodeJS.Timeout;
+  /** W3C trace context of the run: every stage's span joins it. */
+  traceparent?: string;
 }
 
 const SOURCE = 'stagemesh/scheduler';
@@ -245,6 +252,7 @@ export class Scheduler {
       status: 'RUNNING',
       stages: new Map(expanded.stages.map((stage) => [stage.id, { stage, status: 'PENDING', attemptNumber: 0, failures: 0, lost: 0, outputs: {} }])),
     };
+    run.traceparent = beginRunTrace(run.runId, run.pipeline.name);
     return this.#commit((changes, after) => {
       const key = request.idempotencyKey;
       if (key) {
@@ -258,7 +266,7 @@ export class Scheduler {
       const tasks = this.#advance(run, changes);
       after.push(() => {
         this.#activate(run, deadlineAtMs);
-        this.#publish(lifecycleEvent('run.submitted', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { version: run.pipeline.version, stages: run.stages.size }));
+        this.#publish(withTraceparent(lifecycleEvent('run.submitted', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { version: run.pipeline.version, stages: run.stages.size }), run.traceparent ?? ''));
         this.#afterCommit(run, tasks);
       });
       return run.runId;
@@ -307,6 +315,8 @@ export class Scheduler {
     record.attemptId = randomUUID();
     (changes.stages ??= []).push({ runId: run.runId, stageId: stage.id, state: 'QUEUED' });
     (changes.newAttempts ??= []).push({ attemptId: record.attemptId, runId: run.runId, stageId: stage.id, number: record.attemptNumber, state: 'QUEUED' });
+    record.trace = startStageSpan(run.traceparent, { runId: run.runId, stageId: stage.id, attempt: record.attemptNumber, framework: stage.framework, pipelineName: run.pipeline.name });
+    record.traceparent = record.trace?.traceparent;
     // A view, not a copy: building a map of every stage per task made wide runs quadratic.
     const outputs = { get: (id: string) => run.stages.get(id)?.outputs };
     const timeout = stage.timeout || run.pipeline.defaults?.timeout || '';
@@ -320,7 +330,7 @@ export class Scheduler {
       timeoutMs: timeout ? (parseDurationMs(timeout) ?? 0) : 0,
       pipelineName: run.pipeline.name,
       priority: run.priority,
-      traceparent: '',
+      traceparent: record.traceparent ?? '',
       outputs: stage.outputs,
       artifacts: stage.artifacts,
       pipelineMaxConcurrency: run.pipeline.concurrency?.max ?? 0,
@@ -347,12 +357,14 @@ export class Scheduler {
     clearTimeout(run.deadlineTimer);
     for (const record of run.stages.values()) clearTimeout(record.retryTimer);
     this.#active.delete(run.runId);
-    this.#publish(lifecycleEvent('run.finished', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { state: run.status }));
+    this.#publish(withTraceparent(lifecycleEvent('run.finished', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { state: run.status }), run.traceparent ?? ''));
   }
 
   #stageEvent(type: string, run: ActiveRun, stageId: string, data: Record<string, unknown>) {
-    const framework = run.stages.get(stageId)?.stage.framework ?? '';
-    return lifecycleEvent(type, SOURCE, `run/${run.runId}/stage/${stageId}`, { run_id: run.runId, pipeline: run.pipeline.name, stage_id: stageId, framework }, data);
+    const record = run.stages.get(stageId);
+    const framework = record?.stage.framework ?? '';
+    const event = lifecycleEvent(type, SOURCE, `run/${run.runId}/stage/${stageId}`, { run_id: run.runId, pipeline: run.pipeline.name, stage_id: stageId, framework }, data);
+    return withTraceparent(event, record?.traceparent || run.traceparent || '');
   }
 
   /** Queues events for publication after the current commit (see #flush). */
@@ -404,6 +416,8 @@ export class Scheduler {
 
   #applyOne(run: ActiveRun, record: StageRecord, outcome: Outcome, changes: ChangeSet): void {
     const state = outcomeState(outcome.status);
+    record.traceparent = finishStageSpan(record.trace, outcome, state) || record.traceparent;
+    record.trace = undefined;
     record.attemptId = undefined;
     (changes.finishedAttempts ??= []).push({ attemptId: outcome.attemptId, runId: run.runId, stageId: record.stage.id, number: record.attemptNumber, state, nodeId: outcome.nodeId, evidence: outcome.evidence });
     const data = { attempt: record.attemptNumber, node_id: outcome.nodeId, exit_code: outcome.evidence?.exitCode ?? 0, duration_ms: outcome.evidence?.durationMs ?? 0 };

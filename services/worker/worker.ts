@@ -9,6 +9,7 @@ import { emptyEvidence, type FrameworkAdapter } from './adapters/framework-adapt
 import { collectArtifacts } from './adapters/artifacts.js';
 import { detectAdapters } from './adapters/detect-frameworks.js';
 import { WaitEventAdapter } from './adapters/wait-event-adapter.js';
+import { endAttemptSpan, startAttemptSpan } from './attempt-tracing.js';
 
 export interface WorkerOptions {
   /** Coordinator address, "host:port". */
@@ -152,6 +153,7 @@ export class Worker {
   async #runTask(task: Task): Promise<void> {
     const controller = new AbortController();
     this.#running.set(task.attemptId, controller);
+    const span = startAttemptSpan(task, this.nodeId);
     const adapter = this.#adapters.get(task.framework);
     let outcome: Outcome;
     try {
@@ -161,19 +163,21 @@ export class Worker {
       if (task.artifacts.length > 0) {
         result.evidence.artifacts = await collectArtifacts(task.artifacts, String((task.run ?? {}).cwd ?? '') || process.cwd());
       }
-      outcome = { attemptId: task.attemptId, runId: task.runId, stageId: task.stageId, nodeId: this.nodeId, ...result };
+      outcome = { attemptId: task.attemptId, runId: task.runId, stageId: task.stageId, nodeId: this.nodeId, traceparent: task.traceparent, ...result };
     } catch (err) {
       outcome = {
         attemptId: task.attemptId,
         runId: task.runId,
         stageId: task.stageId,
         nodeId: this.nodeId,
+        traceparent: task.traceparent,
         status: OutcomeStatus.OUTCOME_STATUS_FAILED,
         evidence: emptyEvidence({ exitCode: -1, error: `adapter failed: ${(err as Error).message}` }),
         outputs: {},
       };
     }
     this.#running.delete(task.attemptId);
+    endAttemptSpan(span, outcome);
     if (this.#abandoning) return;
     this.#outcomes.add(outcome);
     if (this.#state === 'running') this.#stream?.write({ credits: { credits: 1 } });

@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RunState } from '../services/common/proto.js';
+import { flushTelemetry, serviceNameOf, startTelemetry, stopTelemetry, TracedComponent } from '../services/common/telemetry.js';
+import { startJaeger, type JaegerInstance } from './support/jaeger.js';
+import { inline, runToEnd, startTestMesh, type TestMesh } from './support/mesh.js';
+import { runCli } from './support/cli.js';
+import { startMeshProcess, type MeshProcess } from './support/mesh-process.js';
+import { repoRoot, requireTool, sleep } from './support/tools.js';
+
+interface JaegerSpan {
+  traceID: string;
+  spanID: string;
+  operationName: string;
+  processID: string;
+  tags: { key: string; value: unknown }[];
+}
+interface JaegerTrace {
+  traceID: string;
+  spans: JaegerSpan[];
+  processes: Record<string, { serviceName: string }>;
+}
+
+/** The components one run's trace must show, as Jaeger services. */
+const RUN_COMPONENTS = [TracedComponent.SCHEDULER, TracedComponent.COORDINATOR, TracedComponent.EVENT_BUS, TracedComponent.COMPLIANCE, TracedComponent.METRICS, TracedComponent.WORKER];
+
+const pipeline = `
+name: traced
+description: three stages crossing every hop
+stages:
+  - { id: build, framework: shell, run: { command: "echo build" } }
+  - { id: unit, framework: noop, needs: [build] }
+  - { id: report, framework: shell, needs: [unit], run: { command: "echo report" } }
+`;
+
+const tag = (span: JaegerSpan, key: string) => span.tags.find((t) => t.key === key)?.value;
+
+describe('observability - one trace per run in a real Jaeger', function () {
+  this.timeout(120_000);
+  let jaeger: JaegerInstance | undefined;
+  let t: TestMesh | undefined;
+  const saved = { ...process.env };
+
+  before(async function () {
+    requireTool('jaeger', this);
+    jaeger = await startJaeger();
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = jaeger.otlpHttp;
+    process.env.OTEL_BSP_SCHEDULE_DELAY = '100';
+    delete process.env.OTEL_SDK_DISABLED;
+    delete process.env.OTEL_TRACES_EXPORTER;
+    delete process.env.OTEL_SERVICE_NAME;
+    assert.equal(await startTelemetry({ processComponent: TracedComponent.CLI }), true, 'tracing starts when OTEL_EXPORTER_OTLP_ENDPOINT is set');
+    t = await startTestMesh();
+  });
+
+  after(async () => {
+    await t?.destroy();
+    await stopTelemetry();
+    for (const key of ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_BSP_SCHEDULE_DELAY']) {
+      if (saved[key] === undefined) delete process.env[key];
+      else process.env[key] = saved[key];
+    }
+    await jaeger?.stop();
+  });
+
+  it('shows the run as one trace with spans of the five services and the worker, carrying run and stage ids', async () => {
+    assert.ok(jaeger && t);
+    const run = await runToEnd(t.clients, inline(pipeline));
+    assert.equal(run.state, RunState.RUN_STATE_SUCCEEDED);
+    // Metrics and the audit follow the run asynchronously: poll Jaeger (bounded) until every component's spans arrived.
+    const deadline = Date.now() + 45_000;
+    let trace: JaegerTrace | undefined;
+    let last = '';
+    for (;;) {
+      await flushTelemetry();
+      const search = `${jaeger.queryUrl}/api/traces?service=${serviceNameOf(TracedComponent.SCHEDULER)}&tags=${encodeURIComponent(JSON.stringify({ 'stagemesh.run_id': run.runId }))}&lookback=1h&limit=20`;
+      const response = await fetch(search);
+      last = `HTTP ${response.status}: ${(await response.clone().text()).slice(0, 300)}`;
+      const found = response.ok ? (((await response.json()) as { data: JaegerTrace[] | null }).data ?? []) : [];
+      if (found.length > 1) assert.fail(`the run is split over ${found.length} traces: ${found.map((x) => x.traceID).join(', ')}`);
+      if (found.length === 1) {
+        const full = await fetch(`${jaeger.queryUrl}/api/traces/${found[0]!.traceID}`);
+        trace = ((await full.json()) as { data: JaegerTrace[] }).data[0];
+        const services = new Set(Object.values(trace!.processes).map((p) => p.serviceName));
+        const audited = trace!.spans.some((s) => s.operationName === 'audit run');
+        if (audited && RUN_COMPONENTS.every((c) => services.has(serviceNameOf(c)))) break;
+        last = `services so far: ${[...services].join(', ')}`;
+      }
+      if (Date.now() > deadline) assert.fail(`no complete trace of run ${run.runId} within 45 s (last: ${last})\n${jaeger.output().slice(-2_000)}`);
+      await sleep(250);
+    }
+    const serviceOf = (span: JaegerSpan) => trace!.processes[span.processID]!.serviceName;
+    for (const component of RUN_COMPONENTS) assert.ok(trace!.spans.some((s) => serviceOf(s) === serviceNameOf(component)), component);
+    // Every span naming a run names this one; each stage shows up in the scheduler and on the worker, with its outcome.
+    const runIds = new Set(trace!.spans.map((s) => tag(s, 'stagemesh.run_id')).filter((v) => v !== undefined));
+    assert.deepEqual([...runIds], [run.runId]);
+    for (const stageId of ['build', 'unit', 'report']) {
+      for (const component of [TracedComponent.SCHEDULER, TracedComponent.COORDINATOR, TracedComponent.WORKER]) {
+        const spans = trace!.spans.filter((s) => serviceOf(s) === serviceNameOf(component) && tag(s, 'stagemesh.stage_id') === stageId);
+        assert.ok(spans.length > 0, `${component} span of stage ${stageId}`);
+      }
+      const worker: JaegerSpan = trace!.spans.find((s) => serviceOf(s) === serviceNameOf(TracedComponent.WORKER) && tag(s, 'stagemesh.stage_id') === stageId)!;
+      assert.equal(tag(worker, 'stagemesh.outcome'), 'SUCCEEDED');
+      assert.equal(tag(worker, 'stagemesh.attempt'), 1);
+    }
+    // The hops in order: scheduler → coordinator → worker → coordinator → scheduler, then event-bus → metrics.
+    const byId = new Map(trace!.spans.map((s) => [s.spanID, s]));
+    const parentOf = (span: JaegerSpan) => {
+      const ref = (span as unknown as { references: { refType: string; spanID: string }[] }).references.find((r) => r.refType === 'CHILD_OF');
+      return ref ? byId.get(ref.spanID) : undefined;
+    };
+    const chain = (span: JaegerSpan | undefined) => {
+      const names: string[] = [];
+      for (let s = span; s; s = parentOf(s)) names.unshift(serviceOf(s).replace(/^stagemesh-/, ''));
+      return names;
+    };
+    const metricsOfBuild = trace!.spans.find((s) => serviceOf(s) === serviceNameOf(TracedComponent.METRICS) && s.operationName === 'record stage.succeeded' && tag(s, 'stagemesh.stage_id') === 'build');
+    assert.ok(metricsOfBuild, 'metrics span of build');
+    const hops = chain(metricsOfBuild).filter((c, i, all) => c !== all[i - 1]);
+    assert.deepEqual(hops.slice(-7), ['scheduler', 'coordinator', 'worker', 'coordinator', 'scheduler', 'event-bus', 'metrics']);
+    const validate = trace!.spans.find((s) => serviceOf(s) === serviceNameOf(TracedComponent.COMPLIANCE) && s.operationName === 'stagemesh.v1.Compliance/Validate');
+    assert.ok(validate, 'the admission check is part of the run');
+    assert.ok(trace!.spans.some((s) => serviceOf(s) === serviceNameOf(TracedComponent.COMPLIANCE) && s.operationName === 'audit run'), 'the audit of the finished run');
+  });
+
+  it('traces a `stagemesh start` process configured only by OTEL_* variables, with its own service name prefix', async () => {
+    assert.ok(jaeger);
+    const dataDir = mkdtempSync(join(tmpdir(), 'stagemesh-traced-'));
+    let mesh: MeshProcess | undefined;
+    try {
+      mesh = await startMeshProcess(dataDir, { OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpHttp, OTEL_SERVICE_NAME: 'traced-mesh', OTEL_BSP_SCHEDULE_DELAY: '100' });
+      const { address } = mesh;
+      const { code, stderr } = await runCli('--address', address, 'run', join(repoRoot, 'examples', 'hello.yaml'));
+      assert.equal(code, 0, stderr);
+      const wanted = RUN_COMPONENTS.map((c) => serviceNameOf(c, { OTEL_SERVICE_NAME: 'traced-mesh' }));
+      const deadline = Date.now() + 30_000;
+      let services: string[] = [];
+      while (!wanted.every((w) => services.includes(w))) {
+        if (Date.now() > deadline) assert.fail(`Jaeger knows ${services.join(', ')}; expected ${wanted.join(', ')}`);
+        await sleep(250);
+        services = ((await (await fetch(`${jaeger.queryUrl}/api/services`)).json()) as { data: string[] | null }).data ?? [];
+      }
+      assert.equal(await mesh.terminate(), 0);
+    } finally {
+      mesh?.child.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
