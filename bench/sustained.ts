@@ -436,6 +436,11 @@ export async function runSustained(options: SustainedOptions): Promise<{ profile
       }
       await sleep(TICK_MS);
     }
+    // Every scheduled run is due before the window ends; the last tick can fall just short of it.
+    while (!followError && sent < scheduledRuns && inFlight < MAX_SUBMITS_IN_FLIGHT) {
+      submitOne();
+      sent++;
+    }
     const loadEndedAt = performance.now();
     for (; sampledIntervals < recorder.count; sampledIntervals++) recorder.setRss(sampledIntervals, await rss.read());
     reporter?.loadDone();
