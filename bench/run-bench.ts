@@ -6,6 +6,7 @@ import { callUnary, createMeshClients, type MeshClients } from '../services/comm
 import { createLogger } from '../services/common/logger.js';
 import { EmbeddedMesh, type EmbeddedMeshOptions } from '../services/mesh/embedded-mesh.js';
 import { measureEventLatency } from './event-latency.js';
+import { measureObservabilityOverhead } from './observability-overhead.js';
 import { benchValidate1000 } from './validate.js';
 import { awaitFinishedRuns, chainDocument, fanoutDocument, percentile, runAndWait, sleepDocument, submitAll, submitOf } from './workloads.js';
 
@@ -121,6 +122,11 @@ export async function runBench(options: BenchOptions = {}): Promise<Record<strin
       result.event_latency_ms = await measureEventLatency({ ratePerSecond: 1_000 });
       result.event_latency_ms_10k = await measureEventLatency({ ratePerSecond: 10_000 });
       progress(`event_latency_ms: ${JSON.stringify(result.event_latency_ms)}`);
+    }
+    if (want('observability_overhead')) {
+      // Fresh embedded meshes of its own, with tracing to a real Jaeger and metrics on, then off.
+      result.observability_overhead = await measureObservabilityOverhead({ progress }).catch((err: unknown) => ({ error: (err as Error).message }));
+      progress(`observability_overhead: ${JSON.stringify(result.observability_overhead)}`);
     }
   } finally {
     await target.close();

@@ -6,7 +6,7 @@ import { parseDurationMs } from '../services/common/duration.js';
 import { CliError, ExitCode } from './cli-error.js';
 import { describeCallError } from './output.js';
 
-const WORKLOADS = ['chain', 'fanout', 'scaling', 'run_and_wait', 'validate', 'event_latency'];
+const WORKLOADS = ['chain', 'fanout', 'scaling', 'run_and_wait', 'validate', 'event_latency', 'observability_overhead'];
 /** Most measuring intervals one sustained run may have. */
 const MAX_INTERVALS = 1_000;
 

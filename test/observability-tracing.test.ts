@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { callUnary } from '../services/common/grpc-client.js';
 import { RunState } from '../services/common/proto.js';
 import { flushTelemetry, serviceNameOf, startTelemetry, stopTelemetry, TracedComponent } from '../services/common/telemetry.js';
 import { startJaeger, type JaegerInstance } from './support/jaeger.js';
-import { inline, runToEnd, startTestMesh, type TestMesh } from './support/mesh.js';
+import { inline, runToEnd, startTestMesh, waitForRun, type TestMesh } from './support/mesh.js';
 import { runCli } from './support/cli.js';
 import { startMeshProcess, type MeshProcess } from './support/mesh-process.js';
 import { repoRoot, requireTool, sleep } from './support/tools.js';
@@ -36,6 +37,12 @@ stages:
 `;
 
 const tag = (span: JaegerSpan, key: string) => span.tags.find((t) => t.key === key)?.value;
+
+/** The traces Jaeger holds with spans of `service` tagged with the run id. */
+async function tracesOfRun(jaeger: JaegerInstance, service: string, runId: string): Promise<JaegerTrace[]> {
+  const response = await fetch(`${jaeger.queryUrl}/api/traces?service=${service}&tags=${encodeURIComponent(JSON.stringify({ 'stagemesh.run_id': runId }))}&lookback=1h&limit=20`);
+  return response.ok ? (((await response.json()) as { data: JaegerTrace[] | null }).data ?? []) : [];
+}
 
 describe('observability - one trace per run in a real Jaeger', function () {
   this.timeout(120_000);
@@ -75,10 +82,8 @@ describe('observability - one trace per run in a real Jaeger', function () {
     let last = '';
     for (;;) {
       await flushTelemetry();
-      const search = `${jaeger.queryUrl}/api/traces?service=${serviceNameOf(TracedComponent.SCHEDULER)}&tags=${encodeURIComponent(JSON.stringify({ 'stagemesh.run_id': run.runId }))}&lookback=1h&limit=20`;
-      const response = await fetch(search);
-      last = `HTTP ${response.status}: ${(await response.clone().text()).slice(0, 300)}`;
-      const found = response.ok ? (((await response.json()) as { data: JaegerTrace[] | null }).data ?? []) : [];
+      const found = await tracesOfRun(jaeger, serviceNameOf(TracedComponent.SCHEDULER), run.runId);
+      last = `${found.length} traces`;
       if (found.length > 1) assert.fail(`the run is split over ${found.length} traces: ${found.map((x) => x.traceID).join(', ')}`);
       if (found.length === 1) {
         const full = await fetch(`${jaeger.queryUrl}/api/traces/${found[0]!.traceID}`);
@@ -145,6 +150,36 @@ describe('observability - one trace per run in a real Jaeger', function () {
       assert.equal(await mesh.terminate(), 0);
     } finally {
       mesh?.child.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps a run resumed after a restart in its trace', async () => {
+    assert.ok(jaeger);
+    const dataDir = mkdtempSync(join(tmpdir(), 'stagemesh-traced-restart-'));
+    let mesh: TestMesh | undefined;
+    try {
+      mesh = await startTestMesh({ dataDir, shutdownTimeoutMs: 200 });
+      const { run } = await callUnary(mesh.clients.scheduler.submitRun.bind(mesh.clients.scheduler), inline('name: traced-resume\nstages:\n  - { id: s, framework: shell, run: { command: sleep 2 } }\n  - { id: t, framework: noop, needs: [s] }'));
+      await waitForRun(mesh.clients, run!.runId, (r) => r.stages[0]!.attempts.length > 0);
+      await sleep(100);
+      await mesh.stop();
+      mesh = await startTestMesh({ dataDir });
+      const done = await waitForRun(mesh.clients, run!.runId, (r) => r.state !== RunState.RUN_STATE_RUNNING, 15_000);
+      assert.equal(done.state, RunState.RUN_STATE_SUCCEEDED);
+      assert.equal(done.stages[0]!.attempts.length, 2, 'the interrupted stage ran again');
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        await flushTelemetry();
+        const traces = await tracesOfRun(jaeger, serviceNameOf(TracedComponent.WORKER), run!.runId);
+        if (traces.length > 1) assert.fail(`the resumed run is split over ${traces.length} traces`);
+        const attempts = traces[0]?.spans.filter((s) => tag(s, 'stagemesh.stage_id') === 's' && s.operationName === 'run shell stage').map((s) => tag(s, 'stagemesh.attempt'));
+        if (attempts?.includes(2) && traces[0]!.spans.some((s) => tag(s, 'stagemesh.stage_id') === 't')) break;
+        if (Date.now() > deadline) assert.fail(`the resumed attempt is not in the run's trace within 30 s (attempts seen: ${JSON.stringify(attempts)})`);
+        await sleep(250);
+      }
+    } finally {
+      await mesh?.destroy();
       rmSync(dataDir, { recursive: true, force: true });
     }
   });

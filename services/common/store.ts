@@ -70,6 +70,8 @@ export const MIGRATIONS: readonly string[] = [
      definition jsonb NOT NULL,
      updated_at timestamptz NOT NULL DEFAULT now()
    )`,
+  // The run's W3C trace context, so a run resumed after a restart stays in its trace.
+  `ALTER TABLE runs ADD COLUMN traceparent text NOT NULL DEFAULT ''`,
 ];
 
 /** Advisory lock key held while a migration runs. */

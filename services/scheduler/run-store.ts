@@ -19,6 +19,8 @@ export interface NewRun {
   idempotencyKey: string;
   /** When the run fails if it has not finished, in ms since the epoch. */
   deadlineAtMs?: number;
+  /** W3C trace context of the run ('' or absent when it is not traced). */
+  traceparent?: string;
 }
 
 export interface StageChange {
@@ -188,10 +190,10 @@ export class RunStore {
 
   async #insertRuns(tx: Queryable, runs: NewRun[]): Promise<void> {
     await tx.query(
-      `INSERT INTO runs (run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, idempotency_key, deadline_at)
-       SELECT run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, nullif(idempotency_key, ''), deadline_at
+      `INSERT INTO runs (run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, idempotency_key, deadline_at, traceparent)
+       SELECT run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, nullif(idempotency_key, ''), deadline_at, traceparent
          FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, pipeline_name text, pipeline_version text, definition jsonb,
-              state text, inputs jsonb, labels jsonb, priority int, idempotency_key text, deadline_at timestamptz)`,
+              state text, inputs jsonb, labels jsonb, priority int, idempotency_key text, deadline_at timestamptz, traceparent text)`,
       [
         json(
           runs.map((r) => ({
@@ -205,6 +207,7 @@ export class RunStore {
             priority: r.priority,
             idempotency_key: r.idempotencyKey,
             deadline_at: r.deadlineAtMs === undefined ? null : new Date(r.deadlineAtMs).toISOString(),
+            traceparent: r.traceparent ?? '',
           })),
         ),
       ],
@@ -255,6 +258,12 @@ export class RunStore {
   async runDeadline(runId: string): Promise<number | undefined> {
     const [row] = await this.store.query<{ deadline_at: Date | null }>('SELECT deadline_at FROM runs WHERE run_id = $1', [runId]);
     return row?.deadline_at ? row.deadline_at.getTime() : undefined;
+  }
+
+  /** The run's W3C trace context ('' when it was not traced). */
+  async runTraceparent(runId: string): Promise<string> {
+    const [row] = await this.store.query<{ traceparent: string }>('SELECT traceparent FROM runs WHERE run_id = $1', [runId]);
+    return row?.traceparent ?? '';
   }
 
   /** Ids of runs that have not finished (to resume after a restart). */

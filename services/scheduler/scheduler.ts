@@ -262,7 +262,7 @@ export class Scheduler {
         if (this.#keys.size > MAX_REMEMBERED_KEYS) this.#keys.delete(this.#keys.keys().next().value!);
       }
       const deadlineAtMs = deadlineMs === undefined ? undefined : Date.now() + deadlineMs;
-      (changes.newRuns ??= []).push({ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key, deadlineAtMs });
+      (changes.newRuns ??= []).push({ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key, deadlineAtMs, traceparent: run.traceparent });
       const tasks = this.#advance(run, changes);
       after.push(() => {
         this.#activate(run, deadlineAtMs);
@@ -364,7 +364,8 @@ export class Scheduler {
     const record = run.stages.get(stageId);
     const framework = record?.stage.framework ?? '';
     const event = lifecycleEvent(type, SOURCE, `run/${run.runId}/stage/${stageId}`, { run_id: run.runId, pipeline: run.pipeline.name, stage_id: stageId, framework }, data);
-    return withTraceparent(event, record?.traceparent || run.traceparent || '');
+    // stage.ready goes untraced: the stage's span already covers it, and a span per ready event would double the bus's spans.
+    return type === 'stage.ready' ? event : withTraceparent(event, record?.traceparent || run.traceparent || '');
   }
 
   /** Queues events for publication after the current commit (see #flush). */
@@ -501,8 +502,9 @@ export class Scheduler {
       const wire = await this.options.runs.getRun(runId);
       const pipeline = await this.options.runs.runDefinition(runId);
       const deadlineAtMs = await this.options.runs.runDeadline(runId);
+      const traceparent = await this.options.runs.runTraceparent(runId);
       await this.#commit((changes, after) => {
-        const run: ActiveRun = { runId, pipeline, inputs: wire.inputs, priority: wire.priority, status: 'RUNNING', stages: new Map() };
+        const run: ActiveRun = { runId, pipeline, inputs: wire.inputs, priority: wire.priority, status: 'RUNNING', stages: new Map(), traceparent };
         const tasks: Task[] = [];
         for (const stage of pipeline.stages) {
           const stageRun = wire.stages.find((s) => s.stageId === stage.id);

@@ -4,13 +4,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../../services/common/paths.js';
 
 export type ToolName = 'consul' | 'jaeger' | 'ghz' | 'grpcurl';
 
-/** Repository root, derived from this file's location (test/support/). */
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** Repository root, found from this file whether it runs from the sources or compiled into dist/ (the benchmark uses it). */
+export const repoRoot = packageRoot();
 
 /** Absolute path of `.tools/bin/<name>` in this clone (may not exist). */
 export function toolPath(name: ToolName): string {

@@ -1,0 +1,150 @@
+import { existsSync } from 'node:fs';
+import { startJaeger, type JaegerInstance } from '../test/support/jaeger.js';
+import { toolPath } from '../test/support/tools.js';
+import { flushTelemetry, startTelemetry, stopTelemetry, TracedComponent } from '../services/common/telemetry.js';
+import { benchTarget, chain } from './run-bench.js';
+import { chainDocument, percentile, runAndWait } from './workloads.js';
+
+/** What one mode of the mesh measured. */
+export interface ModeFigures {
+  /** Chain workload: 4-stage noop runs submitted together. */
+  stages_per_sec: number;
+  /** CPU time of this process (mesh, worker and load generator) per stage of the chain workload: what limits throughput on a machine of its own. */
+  cpu_ms_per_stage: number;
+  /** RunAndWait of a 4-stage noop chain, one run at a time, divided by its stages. */
+  stage_latency_ms: { p50: number; p99: number };
+}
+
+/** A mode with observability on, against the off mode of the same rounds. */
+export interface OverheadFigures extends ModeFigures {
+  /** Throughput lost, in % of the off figure of the same round; the median over rounds (negative: none measurable). */
+  throughput_overhead_pct: number;
+  /** CPU per stage added, in % of the off figure of the same round; the median over rounds. */
+  cpu_overhead_pct: number;
+  /** Per-stage latency (p50) added, in ms, against the same round; the median over rounds. */
+  stage_latency_added_ms: number;
+}
+
+export interface ObservabilityOverhead {
+  /** Tracing off (no OTEL_* variables) and the metrics service not following events: the median of the rounds. */
+  off: ModeFigures;
+  /** Tracing on, exporting OTLP to a real Jaeger with every run sampled (the SDK's default sampler), and metrics on. */
+  on: OverheadFigures;
+  /** The same with OTEL_TRACES_SAMPLER=parentbased_traceidratio and OTEL_TRACES_SAMPLER_ARG=0.1: one run in ten traced, whole. */
+  on_sampled_10pct: OverheadFigures;
+  /** Each round's measurements, by mode, in the order measured. */
+  rounds: Record<Mode, ModeFigures>[];
+  /** Services Jaeger received spans from during the rounds with tracing on. */
+  jaeger_services: string[];
+}
+
+export interface OverheadOptions {
+  /** Runs of the chain workload per round. @default 600 */
+  runs?: number;
+  /** Sequential RunAndWait samples per round. @default 150 */
+  samples?: number;
+  /** Rounds of each mode, alternating off and on so drift of the machine hits both. @default 3 */
+  rounds?: number;
+  progress?: (line: string) => void;
+}
+
+const STAGES = 4;
+
+const MODES = ['off', 'on', 'on_sampled_10pct'] as const;
+type Mode = (typeof MODES)[number];
+
+/** The OTEL_* variables of each traced mode (besides the endpoint). */
+const MODE_ENV: Record<Exclude<Mode, 'off'>, Record<string, string>> = {
+  on: {},
+  on_sampled_10pct: { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' },
+};
+
+async function measureMode(mode: Mode, options: Required<Omit<OverheadOptions, 'progress'>>): Promise<ModeFigures> {
+  const target = await benchTarget(undefined, { metrics: mode !== 'off' });
+  try {
+    await chain(target.clients, 100); // warm-up
+    const cpuBefore = process.cpuUsage();
+    const stagesPerSec = await chain(target.clients, options.runs, STAGES);
+    const cpu = process.cpuUsage(cpuBefore);
+    const cpuMsPerStage = (cpu.user + cpu.system) / 1000 / (options.runs * STAGES);
+    const document = chainDocument(`bench-obs-${mode.replaceAll('_', '-')}-${Date.now().toString(36)}`, STAGES);
+    for (let i = 0; i < 10; i++) await runAndWait(target.clients, document);
+    const perStageMs: number[] = [];
+    for (let i = 0; i < options.samples; i++) perStageMs.push((await runAndWait(target.clients, document)).ms / STAGES);
+    return { stages_per_sec: Math.round(stagesPerSec), cpu_ms_per_stage: round3(cpuMsPerStage), stage_latency_ms: { p50: round2(percentile(perStageMs, 50)), p99: round2(percentile(perStageMs, 99)) } };
+  } finally {
+    await target.close();
+  }
+}
+
+const round2 = (n: number) => Number(n.toFixed(2));
+const round3 = (n: number) => Number(n.toFixed(3));
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+function medianFigures(list: ModeFigures[]): ModeFigures {
+  return {
+    stages_per_sec: Math.round(median(list.map((f) => f.stages_per_sec))),
+    cpu_ms_per_stage: round3(median(list.map((f) => f.cpu_ms_per_stage))),
+    stage_latency_ms: { p50: round2(median(list.map((f) => f.stage_latency_ms.p50))), p99: round2(median(list.map((f) => f.stage_latency_ms.p99))) },
+  };
+}
+
+/**
+ * Measures what observability costs: the chain workload's throughput, CPU
+ * per stage and the per-stage latency of one run at a time, with tracing
+ * (OTLP to a real Jaeger from `.tools/bin`, started here and stopped
+ * afterwards; every run, then one in ten) and the metrics service on, against
+ * both off, on fresh embedded meshes, in rounds that take the modes in turn;
+ * each mode reports the median of its rounds and the overheads are the
+ * medians of the round-by-round differences.
+ * @throws Error when Jaeger is not installed (`make tools`) or OTEL_* variables are already set.
+ */
+export async function measureObservabilityOverhead(options: OverheadOptions = {}): Promise<ObservabilityOverhead> {
+  const settings = { runs: options.runs ?? 600, samples: options.samples ?? 150, rounds: options.rounds ?? 3 };
+  const progress = options.progress ?? (() => undefined);
+  if (Object.keys(process.env).some((k) => k.startsWith('OTEL_'))) throw new Error('observability_overhead sets OTEL_* itself: unset the OTEL_* variables first');
+  let jaeger: JaegerInstance | undefined;
+  const rounds: Record<Mode, ModeFigures>[] = [];
+  try {
+    if (!existsSync(toolPath('jaeger'))) throw new Error(`observability_overhead needs Jaeger at ${toolPath('jaeger')}: run \`make tools\``);
+    jaeger = await startJaeger();
+    for (let round = 0; round < settings.rounds; round++) {
+      const measured = {} as Record<Mode, ModeFigures>;
+      for (const mode of MODES) {
+        const env = mode === 'off' ? {} : { OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpHttp, ...MODE_ENV[mode] };
+        Object.assign(process.env, env);
+        try {
+          if (mode !== 'off' && !(await startTelemetry({ processComponent: TracedComponent.CLI }))) throw new Error('tracing did not start');
+          measured[mode] = await measureMode(mode, settings);
+          progress(`observability_overhead: round ${round + 1} ${mode}: ${JSON.stringify(measured[mode])}`);
+        } finally {
+          await flushTelemetry();
+          await stopTelemetry();
+          for (const key of Object.keys(env)) delete process.env[key];
+        }
+      }
+      rounds.push(measured);
+    }
+    const services = ((await (await fetch(`${jaeger.queryUrl}/api/services`)).json()) as { data: string[] | null }).data ?? [];
+    const against = (mode: Exclude<Mode, 'off'>): OverheadFigures => ({
+      ...medianFigures(rounds.map((r) => r[mode])),
+      throughput_overhead_pct: round2(median(rounds.map((r) => (1 - r[mode].stages_per_sec / r.off.stages_per_sec) * 100))),
+      cpu_overhead_pct: round2(median(rounds.map((r) => (r[mode].cpu_ms_per_stage / r.off.cpu_ms_per_stage - 1) * 100))),
+      stage_latency_added_ms: round2(median(rounds.map((r) => r[mode].stage_latency_ms.p50 - r.off.stage_latency_ms.p50))),
+    });
+    return {
+      off: medianFigures(rounds.map((r) => r.off)),
+      on: against('on'),
+      on_sampled_10pct: against('on_sampled_10pct'),
+      rounds,
+      jaeger_services: services.filter((s) => s.startsWith('stagemesh-')).sort(),
+    };
+  } finally {
+    await jaeger?.stop();
+  }
+}
