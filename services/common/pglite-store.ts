@@ -15,6 +15,11 @@ export class PgliteStore implements Store {
   static async open(dataDir: string): Promise<PgliteStore> {
     if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
     const db = await PGlite.create(dataDir);
+    // PGlite runs no autovacuum, so table statistics stay those of an empty
+    // table and the planner would join a batch of changes to a whole table
+    // with a sequential scan, slower with every run stored. The store's
+    // statements join batches on primary keys: index lookups are always right.
+    await db.exec('SET enable_hashjoin = off; SET enable_mergejoin = off');
     const store = new PgliteStore(db);
     await migrate(store);
     return store;
