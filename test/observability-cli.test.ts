@@ -19,16 +19,18 @@ describe('cli - stagemesh metrics', function () {
   });
 
   it('--once prints a table with throughput and latency percentiles per framework', async () => {
+    // Both stages' events reach the metrics service asynchronously: poll until the row counts them.
+    const row = /^noop\s+\d+(\.\d+)?\s+0\.00\s+2\s+0\s+0\s+\S+\/\S+\/\S+/m;
     const deadline = Date.now() + 10_000;
     let result = await runCli('--address', t.address, 'metrics', '--once');
-    while (!/^noop\s/m.test(result.stdout) && Date.now() < deadline) {
+    while (!row.test(result.stdout) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       result = await runCli('--address', t.address, 'metrics', '--once');
     }
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /window 1m, by framework/);
     assert.match(result.stdout, /GROUP\s+STAGES\/S\s+RUNS\/S\s+OK\s+FAILED\s+RETRIES\s+QUEUE ms\s+EXEC ms\s+E2E ms/);
-    assert.match(result.stdout, /^noop\s+\d+(\.\d+)?\s+0\.00\s+2\s+0\s+0\s+\S+\/\S+\/\S+/m);
+    assert.match(result.stdout, row);
   });
 
   it('--once --json prints the Query answer, grouped as asked', async () => {
