@@ -65,6 +65,8 @@ export class Worker {
   /** Set when stop() gives up on running stages: their outcomes are not reported, so they run again elsewhere or after a restart. */
   #abandoning = false;
   readonly #running = new Map<string, AbortController>();
+  /** Places freed by finished stages since the last credit grant. */
+  #freed = 0;
   readonly #client: CoordinatorClient;
   readonly #eventBus: EventBusClient;
   readonly #adapters: Map<string, FrameworkAdapter>;
@@ -88,6 +90,9 @@ export class Worker {
       flush: async (outcomes) => {
         if (!this.#stream) throw new Error('not connected');
         this.#stream.write({ outcomes: { outcomes } });
+        // The places these stages freed go back as one grant with their outcomes, not one message per stage.
+        if (this.#freed > 0 && this.#state === 'running') this.#stream.write({ credits: { credits: this.#freed } });
+        this.#freed = 0;
       },
     });
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
@@ -134,6 +139,7 @@ export class Worker {
   #onMessage(message: ConnectResponse): void {
     if (message.welcome) {
       this.#state = 'running';
+      this.#freed = 0;
       const free = this.capacity - this.#running.size;
       if (free > 0) this.#stream?.write({ credits: { credits: free } });
       clearInterval(this.#heartbeat);
@@ -179,8 +185,8 @@ export class Worker {
     this.#running.delete(task.attemptId);
     endAttemptSpan(span, outcome);
     if (this.#abandoning) return;
+    this.#freed++;
     this.#outcomes.add(outcome);
-    if (this.#state === 'running') this.#stream?.write({ credits: { credits: 1 } });
   }
 
   /**
