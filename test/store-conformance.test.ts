@@ -20,6 +20,7 @@ const newRun = (name: string, fields: Partial<NewRun> = {}): NewRun => ({
   labels: {},
   priority: 0,
   idempotencyKey: '',
+  createdAtMs: Date.now(),
   ...fields,
 });
 
@@ -66,12 +67,26 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
       assert.deepEqual((await runs.listPipelines(10, 'alpha')).map((p) => p.name), ['reg']);
     });
 
+    it('serves a pipeline a shared store has newly registered elsewhere; an exclusive store answers from memory', async () => {
+      const other = new RunStore(t.store);
+      await runs.registerPipeline(pipeline('shared', ['a']));
+      assert.equal((await runs.getPipeline('shared')).version, '1');
+      await other.registerPipeline(pipeline('shared', ['a', 'b', 'c']));
+      assert.equal((await runs.getPipeline('shared')).version, '2');
+      const exclusive = new RunStore(t.store, { exclusive: true });
+      assert.equal((await exclusive.getPipeline('shared')).version, '2');
+      await t.store.query(`DELETE FROM pipelines WHERE name = 'shared'`);
+      assert.equal((await exclusive.getPipeline('shared')).version, '2');
+      assert.equal((await exclusive.getPipeline('shared', '2')).stages.length, 3);
+      await assert.rejects(runs.getPipeline('shared'), { name: 'NotFoundError' });
+    });
+
     it('writes a run with its stages and attempts in one step and reads it back', async () => {
       const run = newRun('write');
       await runs.apply({
         newRuns: [run],
         stages: [{ runId: run.runId, stageId: 'a', state: 'QUEUED' }],
-        newAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'QUEUED' }],
+        newAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'QUEUED', startedAtMs: 1_700_000_000_000 }],
       });
       await runs.apply({
         finishedAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'SUCCEEDED', nodeId: 'n1', evidence: Evidence.fromPartial({ exitCode: 0, durationMs: 12, logTail: 'ok' }) }],
@@ -87,7 +102,10 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
       const attempt = stored.stages[0]!.attempts[0]!;
       assert.equal(attempt.nodeId, 'n1');
       assert.equal(attempt.evidence?.durationMs, 12);
-      assert.equal((await runs.runDefinition(run.runId)).name, 'write');
+      const [loaded] = await runs.loadRuns([run.runId, 'no-such-run']);
+      assert.equal(loaded?.definition.name, 'write');
+      assert.equal(loaded?.run.createdAt?.getTime(), run.createdAtMs);
+      assert.equal(loaded?.run.stages[0]!.attempts[0]!.startedAt?.getTime(), 1_700_000_000_000);
     });
 
     it('writes nothing of a step whose statement fails', async () => {

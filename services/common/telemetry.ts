@@ -385,6 +385,28 @@ export function traceServiceHandlers(definition: ServiceDefinition, implementati
   return wrapped;
 }
 
+/**
+ * Runs the work of an RPC called in process (the embedded mesh calls its own
+ * services directly) in a span of the serving component named like the RPC,
+ * under the active context: the trace shows the same hop as a call over gRPC.
+ * `path` is the method's path, e.g. `ComplianceService.validate.path`.
+ */
+export async function traceLocalCall<T>(path: string, work: () => Promise<T>): Promise<T> {
+  if (!state) return work();
+  const { service, method } = splitPath(path);
+  const parent = context.active();
+  const component = COMPONENT_OF_SERVICE[service] ?? componentOf(parent);
+  const span = tracerOf(component).startSpan(`${service}/${method}`, { kind: SpanKind.INTERNAL, attributes: rpcAttributes(service, method) }, parent);
+  try {
+    return await context.with(trace.setSpan(withComponent(parent, component), span), work);
+  } catch (err) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error)?.message ?? String(err) });
+    throw err;
+  } finally {
+    span.end();
+  }
+}
+
 /** Sets attributes on the span of the active context (such as the run id on SubmitRun's server span). */
 export function annotateActiveSpan(attributes: Attributes): void {
   if (state) trace.getActiveSpan()?.setAttributes(attributes);

@@ -59,9 +59,12 @@ describe('createAuditor()', () => {
   it('audits a run when run.finished arrives, records the findings and publishes compliance.violation', async () => {
     const log = new AuditLog();
     const published: Event[] = [];
+    const asked: string[][] = [];
     const auditor = createAuditor({
-      getRun: async () => run([stageRun('build', StageState.STAGE_STATE_SUCCEEDED, 10, { outputs: { version: '1' } })]),
-      getPipeline: async () => pipeline,
+      getRuns: async (ids) => {
+        asked.push(ids);
+        return [{ run: run([stageRun('build', StageState.STAGE_STATE_SUCCEEDED, 10, { outputs: { version: '1' } })]), pipeline }];
+      },
       log,
       publish: (events) => published.push(...events),
       logger: createLogger({ level: 'silent' }),
@@ -73,10 +76,30 @@ describe('createAuditor()', () => {
     assert.deepEqual(log.findings('r1').map((f) => f.ruleId), ['UCL1-audit-missing-artifact']);
     assert.equal(published[0]?.type, 'compliance.violation');
     assert.equal(published[0]?.attributes.run_id, 'r1');
+    assert.deepEqual(asked, [['r1']]);
+  });
+
+  it('fetches runs that finish together in one call', async () => {
+    const asked: string[][] = [];
+    const log = new AuditLog();
+    const auditor = createAuditor({
+      getRuns: async (ids) => {
+        asked.push(ids);
+        return ids.filter((id) => id !== 'gone').map((id) => ({ run: { ...run([stageRun('build', StageState.STAGE_STATE_SUCCEEDED, 10, { outputs: { version: '1' } })]), runId: id }, pipeline }));
+      },
+      log,
+      logger: createLogger({ level: 'silent' }),
+    });
+    for (const id of ['a', 'b', 'gone']) auditor.onEvent({ id: '', sequence: 1, type: 'run.finished', source: '', subject: '', time: undefined, datacontenttype: '', data: {}, attributes: { run_id: id }, headers: {}, key: '' });
+    await auditor.settled();
+    assert.deepEqual(asked, [['a', 'b', 'gone']]);
+    assert.equal(log.findings('a').length, 1);
+    assert.equal(log.findings('b').length, 1);
+    assert.deepEqual(log.findings('gone'), []);
   });
 
   it('logs and survives a run it cannot fetch', async () => {
-    const auditor = createAuditor({ getRun: async () => Promise.reject(new Error('gone')), getPipeline: async () => undefined, log: new AuditLog(), logger: createLogger({ level: 'silent' }) });
+    const auditor = createAuditor({ getRuns: async () => Promise.reject(new Error('gone')), log: new AuditLog(), logger: createLogger({ level: 'silent' }) });
     auditor.onEvent({ id: '', sequence: 1, type: 'run.finished', source: '', subject: '', time: undefined, datacontenttype: '', data: {}, attributes: { run_id: 'x' }, headers: {}, key: '' });
     await auditor.settled();
   });

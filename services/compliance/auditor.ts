@@ -47,12 +47,19 @@ export function auditRun(run: Run, pipeline: Pipeline): Finding[] {
   return findings;
 }
 
+/** A finished run with the pipeline it ran (undefined when it cannot be known: nothing is audited then). */
+export interface RunToAudit {
+  run: Run;
+  pipeline?: Pipeline;
+}
+
 /** Where the auditor reads finished runs and their pipelines. */
 export interface AuditorOptions {
-  /** The run as the scheduler reports it (GetRun). */
-  getRun(runId: string): Promise<Run>;
-  /** The pipeline the run ran, or undefined when it cannot be known (nothing is audited then). */
-  getPipeline(run: Run): Promise<Pipeline | undefined>;
+  /**
+   * The runs as the scheduler reports them, with their pipelines; ids it does
+   * not know are left out. Runs finishing together are asked for in one call.
+   */
+  getRuns(runIds: string[]): Promise<RunToAudit[]>;
   log: AuditLog;
   /** Publishes `compliance.violation` events, one per finding. @default undefined */
   publish?: (events: Event[]) => void;
@@ -74,9 +81,27 @@ export interface Auditor {
  */
 export function createAuditor(options: AuditorOptions): Auditor {
   const pending = new Set<Promise<void>>();
+  // Runs finishing in the same turn of the event loop are fetched together.
+  let batch: { runId: string; resolve: (found: RunToAudit | undefined) => void; reject: (err: unknown) => void }[] = [];
+  const fetchBatch = () => {
+    const taken = batch;
+    batch = [];
+    options.getRuns(taken.map((t) => t.runId)).then(
+      (found) => {
+        const byId = new Map(found.map((f) => [f.run.runId, f]));
+        for (const t of taken) t.resolve(byId.get(t.runId));
+      },
+      (err: unknown) => taken.forEach((t) => t.reject(err)),
+    );
+  };
+  const fetchRun = (runId: string) =>
+    new Promise<RunToAudit | undefined>((resolve, reject) => {
+      if (batch.push({ runId, resolve, reject }) === 1) setImmediate(fetchBatch);
+    });
   const audit = async (runId: string) => {
-    const run = await options.getRun(runId);
-    const pipeline = await options.getPipeline(run);
+    const found = await fetchRun(runId);
+    if (!found) throw new Error(`run ${runId} is unknown to the scheduler`);
+    const { run, pipeline } = found;
     if (!pipeline) return;
     const findings = auditRun(run, pipeline);
     options.log.record(runId, findings);

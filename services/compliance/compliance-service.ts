@@ -2,7 +2,7 @@ import type { Logger } from '../common/logger.js';
 import { unary } from '../common/handlers.js';
 import { InvalidArgumentError } from '../common/errors.js';
 import type { ServiceRegistration } from '../common/grpc-server.js';
-import { ComplianceService as ComplianceDefinition, SERVICE_NAMES, type ComplianceServer, type Policy, type ValidateRequest } from '../common/proto.js';
+import { ComplianceService as ComplianceDefinition, SERVICE_NAMES, type ComplianceServer, type Policy, type Report, type ValidateRequest } from '../common/proto.js';
 import type { AuditLog } from './audit-log.js';
 import { PolicyError } from './errors.js';
 import { DEFAULT_POLICY, Enforcement, policyFromMessage, policyToMessage, resolvePolicy, type ResolvedPolicy } from './policy.js';
@@ -48,49 +48,77 @@ function readPolicy(message: Policy, fieldPrefix: string): ResolvedPolicy {
 }
 
 /**
+ * What the compliance service decides, callable in process as well as over
+ * gRPC (the embedded mesh validates each run's pipeline without a round trip):
+ * the policy in force and the validation of pipelines against it.
+ */
+export class Compliance {
+  #policy: ResolvedPolicy;
+  /** The frameworks of the cluster, asked at most once a second (the set changes only when workers join or leave). */
+  #known?: { at: number; frameworks: Promise<readonly string[] | undefined> };
+
+  constructor(
+    private readonly logger: Logger,
+    readonly options: ComplianceServiceOptions = {},
+  ) {
+    this.#policy = options.policy ?? SERVICE_START_POLICY;
+  }
+
+  get policy(): ResolvedPolicy {
+    return this.#policy;
+  }
+
+  /** Replaces the policy in force (in memory: a restart goes back to `options.policy`). */
+  setPolicy(policy: ResolvedPolicy): void {
+    this.#policy = policy;
+    this.logger.info({ threshold: policy.threshold, enforcement: policy.enforcement, customRules: policy.customRules.length }, 'compliance policy replaced');
+  }
+
+  /** Scores a pipeline against the policy in force, or the one the request carries. @throws InvalidArgumentError */
+  async validate(request: ValidateRequest): Promise<Report> {
+    if (request.document === undefined && !request.pipeline) {
+      throw new InvalidArgumentError('a pipeline or a document is required', 'definition');
+    }
+    const used = request.policy ? readPolicy(request.policy, 'policy') : this.#policy;
+    return validatePipeline(request, { policy: used, availableFrameworks: await this.#frameworks() });
+  }
+
+  #frameworks(): Promise<readonly string[] | undefined> {
+    const source = this.options.availableFrameworks;
+    if (!source) return Promise.resolve(undefined);
+    if (this.#known && Date.now() - this.#known.at < FRAMEWORKS_TTL_MS) return this.#known.frameworks;
+    const fetched = source().then(
+      // No worker connected yet (a mesh starting) says nothing about placement.
+      (list) => (list.length > 0 ? list : undefined),
+      (err: unknown) => {
+        this.logger.warn({ err }, 'cannot list the frameworks of the cluster; scoring COF10 as if every framework were available');
+        return undefined;
+      },
+    );
+    this.#known = { at: Date.now(), frameworks: fetched };
+    return fetched;
+  }
+}
+
+/**
  * The compliance service: Validate scores a pipeline against the policy in
  * force (or one sent with the request), GetPolicy/SetPolicy read and replace
  * that policy (in memory: a restart goes back to `options.policy`), Audit
  * lists the runtime findings of a run.
  */
-export function createComplianceService(logger: Logger, options: ComplianceServiceOptions = {}): ServiceRegistration {
-  let policy = options.policy ?? SERVICE_START_POLICY;
-  // Asked at most once a second: admission validates once per run, and the
-  // set of frameworks changes only when workers join or leave.
-  let known: { at: number; frameworks: Promise<readonly string[] | undefined> } | undefined;
-  const frameworks = (): Promise<readonly string[] | undefined> => {
-    const source = options.availableFrameworks;
-    if (!source) return Promise.resolve(undefined);
-    if (known && Date.now() - known.at < FRAMEWORKS_TTL_MS) return known.frameworks;
-    const fetched = source().then(
-      // No worker connected yet (a mesh starting) says nothing about placement.
-      (list) => (list.length > 0 ? list : undefined),
-      (err: unknown) => {
-        logger.warn({ err }, 'cannot list the frameworks of the cluster; scoring COF10 as if every framework were available');
-        return undefined;
-      },
-    );
-    known = { at: Date.now(), frameworks: fetched };
-    return fetched;
-  };
+export function createComplianceService(logger: Logger, compliance: Compliance | ComplianceServiceOptions = {}): ServiceRegistration {
+  const engine = compliance instanceof Compliance ? compliance : new Compliance(logger, compliance);
   const implementation: Partial<ComplianceServer> = {
-    validate: unary(logger, async (request: ValidateRequest) => {
-      if (request.document === undefined && !request.pipeline) {
-        throw new InvalidArgumentError('a pipeline or a document is required', 'definition');
-      }
-      const used = request.policy ? readPolicy(request.policy, 'policy') : policy;
-      return { report: validatePipeline(request, { policy: used, availableFrameworks: await frameworks() }) };
-    }),
-    getPolicy: unary(logger, async () => ({ policy: policyToMessage(policy) })),
+    validate: unary(logger, async (request: ValidateRequest) => ({ report: await engine.validate(request) })),
+    getPolicy: unary(logger, async () => ({ policy: policyToMessage(engine.policy) })),
     setPolicy: unary(logger, async (request) => {
       if (!request.policy) throw new InvalidArgumentError('a policy is required', 'policy');
-      policy = readPolicy(request.policy, 'policy');
-      logger.info({ threshold: policy.threshold, enforcement: policy.enforcement, customRules: policy.customRules.length }, 'compliance policy replaced');
-      return { policy: policyToMessage(policy) };
+      engine.setPolicy(readPolicy(request.policy, 'policy'));
+      return { policy: policyToMessage(engine.policy) };
     }),
     audit: unary(logger, async (request) => {
       if (!request.runId) throw new InvalidArgumentError('a run id is required', 'run_id');
-      return { findings: options.auditLog?.findings(request.runId) ?? [] };
+      return { findings: engine.options.auditLog?.findings(request.runId) ?? [] };
     }),
   };
   return { name: SERVICE_NAMES.compliance, definition: ComplianceDefinition, implementation };

@@ -1,4 +1,4 @@
-export { createComplianceService, SERVICE_START_POLICY, type ComplianceServiceOptions } from './compliance-service.js';
+export { Compliance, createComplianceService, SERVICE_START_POLICY, type ComplianceServiceOptions } from './compliance-service.js';
 export { validatePipeline, type ValidateOptions } from './rules.js';
 export { DEFAULT_LIMITS, DEFAULT_POLICY, DEFAULT_THRESHOLD, Enforcement, parsePolicy, policyFromMessage, policyToMessage, resolvePolicy, type CustomRule, type PolicyLimits, type ResolvedPolicy } from './policy.js';
 export { admissionError, refusalReason, reportFromStatusError, reportToStatusError } from './admission.js';

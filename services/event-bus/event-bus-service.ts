@@ -31,6 +31,15 @@ function checkEvent(event: Event | undefined, path: string): Event {
   return traceAppend({ ...event, id: event.id || randomUUID() });
 }
 
+/**
+ * Events as the bus takes them in, from a publisher over gRPC or in the same
+ * process: each checked, given its id and, when traced, a span of the bus.
+ * @throws InvalidArgumentError naming the first bad event's field
+ */
+export function acceptEvents(events: readonly Event[]): Event[] {
+  return events.map((e, i) => checkEvent(e, `events[${i}]`));
+}
+
 function startPosition(request: SubscribeRequest): StartPosition {
   if (request.fromSequence !== undefined) return { kind: 'sequence', sequence: request.fromSequence };
   if (request.fromTime !== undefined) return { kind: 'time', time: request.fromTime };
@@ -67,7 +76,7 @@ export function createEventBusService(logger: Logger, log: EventLog): ServiceReg
       const sequences: number[] = [];
       for await (const request of requests) {
         if (request.events.length > MAX_BATCH) throw new InvalidArgumentError(`at most ${MAX_BATCH} events per message`, 'events');
-        sequences.push(...(await log.append(request.events.map((e, i) => checkEvent(e, `events[${i}]`)))));
+        sequences.push(...(await log.append(acceptEvents(request.events))));
       }
       return { sequences };
     }),

@@ -1,5 +1,7 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { callUnary } from '../common/grpc-client.js';
 import type { EventBusClient, SubscribeRequest, SubscribeResponse } from '../common/proto.js';
+import type { Delivery, EventLog, StartPosition, SubscriptionOptions } from './event-log.js';
 
 /** A Subscribe request with every field present, for the fields given. */
 export function subscribeRequest(fields: Partial<SubscribeRequest>): SubscribeRequest {
@@ -24,4 +26,45 @@ export async function* subscribeEvents(client: EventBusClient, request: Subscrib
     signal?.removeEventListener('abort', onAbort);
     call.cancel();
   }
+}
+
+/**
+ * Where a consumer inside the mesh reads events: the event log of its own
+ * process, or the bus over gRPC (remoteEventSource). Both deliver the same events.
+ */
+export type EventSource = Pick<EventLog, 'subscribe' | 'ack'>;
+
+/** Start position → the Subscribe request fields that ask for it. */
+function startFields(start: StartPosition): Partial<SubscribeRequest> {
+  switch (start.kind) {
+    case 'sequence':
+      return { fromSequence: start.sequence };
+    case 'time':
+      return { fromTime: start.time };
+    case 'last':
+      return { lastN: start.count };
+    default:
+      return { newOnly: true };
+  }
+}
+
+/** The event bus at the other end of a gRPC client, as an EventSource. */
+export function remoteEventSource(client: EventBusClient): EventSource {
+  return {
+    async subscribe(options: SubscriptionOptions, signal: AbortSignal): Promise<AsyncIterable<Delivery>> {
+      const { consumer } = options;
+      const request = subscribeRequest({
+        subjects: [...options.subjects],
+        filter: { ...options.filter },
+        ...startFields(options.start),
+        ...(consumer ? { consumer: consumer.name, ackTimeout: consumer.ackTimeoutMs ? `${consumer.ackTimeoutMs}ms` : '', maxDeliver: consumer.maxDeliver ?? 0 } : {}),
+      });
+      return (async function* () {
+        for await (const message of subscribeEvents(client, request, signal)) if (message.event) yield { event: message.event, delivery: message.delivery };
+      })();
+    },
+    async ack(consumer: string, sequences: readonly number[]): Promise<number> {
+      return (await callUnary(client.ack.bind(client), { consumer, sequences: [...sequences] }, { timeoutMs: 10_000 })).acknowledged;
+    },
+  };
 }

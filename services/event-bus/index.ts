@@ -1,4 +1,4 @@
-export { createEventBusService } from './event-bus-service.js';
+export { acceptEvents, createEventBusService } from './event-bus-service.js';
 export { openEventLog, type EventLogConfig } from './open-event-log.js';
 export {
   DEFAULT_ACK_TIMEOUT_MS,
@@ -18,6 +18,7 @@ export { MemoryEventLog, type MemoryEventLogOptions } from './memory-event-log.j
 export { JetStreamEventLog, type JetStreamEventLogOptions } from './jetstream-event-log.js';
 export { isValidSubjectPattern, subjectMatcher } from './subject-pattern.js';
 export { eventMatches } from './event-match.js';
-export { subscribeEvents, subscribeRequest } from './event-stream.js';
+export { remoteEventSource, subscribeEvents, subscribeRequest, type EventSource } from './event-stream.js';
+export { followEvents } from './follow-events.js';
 export { toCloudEvent, type CloudEventJson } from './cloud-event.js';
 export { WebhookForwarder, signWebhook, DEAD_LETTER_TYPE, type WebhookForwarderOptions, type DeadLetter } from './webhook-forwarder.js';

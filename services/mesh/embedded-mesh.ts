@@ -1,20 +1,20 @@
 import { resolve } from 'node:path';
 import { Coordinator, createCoordinatorService } from '../coordinator/index.js';
-import { createComplianceService } from '../compliance/index.js';
+import { Compliance, createComplianceService } from '../compliance/index.js';
 import { AuditLog } from '../compliance/audit-log.js';
 import { createAuditor, type Auditor } from '../compliance/auditor.js';
-import { followEvents } from '../common/follow-events.js';
 import type { MeshConfig } from '../common/config.js';
 import { UnavailableError } from '../common/errors.js';
-import { EventPublisher, publishBatchTo } from '../common/event-publisher.js';
-import { ValidateRequest } from '../common/proto.js';
-import { callUnary, createMeshClients, type MeshClients } from '../common/grpc-client.js';
+import { EventPublisher } from '../common/event-publisher.js';
+import { ComplianceService, SubmitRunRequest, ValidateRequest } from '../common/proto.js';
+import { traceLocalCall } from '../common/telemetry.js';
+import { createMeshClients, type MeshClients } from '../common/grpc-client.js';
 import { GrpcServer } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
 import { PgliteStore } from '../common/pglite-store.js';
 import { PostgresStore } from '../common/postgres-store.js';
 import type { Store } from '../common/store.js';
-import { createEventBusService, openEventLog, type EventLog } from '../event-bus/index.js';
+import { acceptEvents, createEventBusService, followEvents, openEventLog, type EventLog } from '../event-bus/index.js';
 import { TriggerListener } from '../scheduler/trigger-listener.js';
 import { MetricsService } from '../metrics/index.js';
 import { createSchedulerService, RunStore, Scheduler } from '../scheduler/index.js';
@@ -39,8 +39,10 @@ function portError(err: unknown, what: string, port: number): Error {
 
 /**
  * The embedded profile: all five services on one gRPC port, one local worker,
- * the HTTP edge and a PGlite store, in one process. Services still talk to
- * each other through their gRPC contracts, exactly as in the distributed profile.
+ * the HTTP edge and a PGlite store, in one process. The services call each
+ * other in process (no loopback round trip on the hot path); clients, the
+ * edge and workers reach them through the same gRPC contracts as in the
+ * distributed profile.
  */
 export class EmbeddedMesh {
   #state: MeshState = 'running';
@@ -94,36 +96,43 @@ export class EmbeddedMesh {
       ? await PostgresStore.open({ connectionString: config.databaseUrl, schema: config.databaseSchema || undefined })
       : await PgliteStore.open(dataDir);
     cleanups.push(() => store.close());
-    const runStore = new RunStore(store);
+    // Only this process writes to a PGlite data folder; PostgreSQL may be shared with other processes.
+    const runStore = new RunStore(store, { exclusive: !config.databaseUrl });
     const auditLog = new AuditLog();
     const eventLog = await openEventLog(config);
     cleanups.push(() => eventLog.close());
-    // Services reach each other through gRPC clients, created once the port is bound.
-    let clients: MeshClients | undefined;
-    const client = () => {
-      if (!clients) throw new Error('mesh clients used before the server started');
-      return clients;
-    };
-    const publisher = new EventPublisher(publishBatchTo(() => client().eventBus), logger);
+    // Services in this process call each other directly (the same calls the
+    // distributed profile makes over gRPC); the worker connects over gRPC.
+    const publisher = new EventPublisher(async (events) => void (await eventLog.append(acceptEvents(events))), logger);
     cleanups.push(() => publisher.close());
     const metrics = new MetricsService({ logger, store, publish: (event) => publisher.publish(event), regressionCheckIntervalMs: config.metricsCheckIntervalMs });
     cleanups.push(() => metrics.stop());
+    let coordinator: Coordinator | undefined;
+    const coordinatorOf = () => {
+      if (!coordinator) throw new Error('coordinator used before it was created');
+      return coordinator;
+    };
+    const compliance = new Compliance(logger, {
+      auditLog,
+      // Placement (COF Spatial): the frameworks connected workers offer now.
+      availableFrameworks: async () => coordinatorOf().frameworks().map((f) => f.framework),
+    });
     const scheduler = new Scheduler({
       logger,
       runs: runStore,
       publisher,
-      validate: async (pipeline) => (await callUnary(client().compliance.validate.bind(client().compliance), ValidateRequest.fromPartial({ pipeline }), { timeoutMs: 10_000 })).report!,
-      enqueue: async (tasks) => void (await callUnary(client().coordinator.enqueueTasks.bind(client().coordinator), { tasks }, { timeoutMs: 10_000 })),
-      cancelTasks: async (runIds, reason) => void (await callUnary(client().coordinator.cancelTasks.bind(client().coordinator), { runIds, reason }, { timeoutMs: 10_000 })),
+      validate: (pipeline) => traceLocalCall(ComplianceService.validate.path, () => compliance.validate(ValidateRequest.fromPartial({ pipeline }))),
+      enqueue: async (tasks) => void coordinatorOf().enqueue(tasks),
+      cancelTasks: async (runIds, reason) => void coordinatorOf().cancelRuns(runIds, reason),
     });
     cleanups.push(() => scheduler.stop());
-    const coordinator = new Coordinator({
+    coordinator = new Coordinator({
       logger,
       leaseTtlMs: config.leaseTtlMs,
       publisher,
-      reportOutcomes: async (outcomes) => void (await callUnary(client().scheduler.reportOutcomes.bind(client().scheduler), { outcomes }, { timeoutMs: 10_000 })),
+      reportOutcomes: async (outcomes) => void (await scheduler.applyOutcomes(outcomes)),
     });
-    cleanups.push(() => coordinator.stop());
+    cleanups.push(() => coordinator?.stop());
     const server = await GrpcServer.start({
       host: config.host,
       port: config.grpcPort,
@@ -133,12 +142,7 @@ export class EmbeddedMesh {
         createSchedulerService(logger, scheduler, runStore),
         createCoordinatorService(logger, coordinator),
         createEventBusService(logger, eventLog),
-        createComplianceService(logger, {
-          auditLog,
-          // Placement (COF Spatial): the frameworks connected workers offer now.
-          availableFrameworks: async () =>
-            (await callUnary(client().coordinator.listFrameworks.bind(client().coordinator), {}, { timeoutMs: 1_000 })).frameworks.map((f) => f.framework),
-        }),
+        createComplianceService(logger, compliance),
         metrics.registration(),
       ],
     }).catch((err: unknown) => {
@@ -146,11 +150,11 @@ export class EmbeddedMesh {
     });
     cleanups.push(() => server.forceStop());
     const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`;
-    clients = createMeshClients(address);
-    cleanups.push(() => clients?.close());
-    const auditor = createAuditor({ getRun: (id) => runStore.getRun(id), getPipeline: (run) => runStore.runDefinition(run.runId), log: auditLog, publish: (events) => publisher.publish(...events), logger });
-    const stopAudit = followEvents(clients.eventBus, ['run.finished'], (event) => auditor.onEvent(event), logger, 'compliance audit');
-    if (options.metrics !== false) metrics.follow(clients.eventBus);
+    const clients = createMeshClients(address);
+    cleanups.push(() => clients.close());
+    const auditor = createAuditor({ getRuns: async (ids) => (await runStore.loadRuns(ids)).map((r) => ({ run: r.run, pipeline: r.definition })), log: auditLog, publish: (events) => publisher.publish(...events), logger });
+    const stopAudit = followEvents(eventLog, ['run.finished'], (event) => auditor.onEvent(event), logger, 'compliance audit');
+    if (options.metrics !== false) metrics.follow(eventLog);
     const stopMetrics = () => {
       metrics.stop();
       stopAudit();
@@ -159,18 +163,14 @@ export class EmbeddedMesh {
     // Pipelines declaring `triggers:` start a run for each matching event; the
     // idempotency key makes a redelivered event start the run only once.
     const triggers = TriggerListener.start({
-      eventBus: clients.eventBus,
+      events: eventLog,
       logger,
       pipelines: async () =>
         (await runStore.listPipelines(1000))
           .filter((p) => p.triggers.length > 0)
           .map((p) => ({ pipelineRef: p.name, triggers: p.triggers, inputNames: Object.keys(p.inputs) })),
       submit: async (pipelineRef, inputs, event) =>
-        void (await callUnary(
-          client().scheduler.submitRun.bind(client().scheduler),
-          { pipelineRef, inputs, idempotencyKey: `trigger:${event.id}:${pipelineRef}`, priority: 0, deadline: '', labels: { trigger: event.type } },
-          { timeoutMs: 10_000 },
-        )),
+        void (await scheduler.submit(SubmitRunRequest.fromPartial({ pipelineRef, inputs, idempotencyKey: `trigger:${event.id}:${pipelineRef}`, labels: { trigger: event.type } }))),
     });
     cleanups.push(() => triggers.stop());
     const resumed = await scheduler.recover();

@@ -1,12 +1,13 @@
 import { parseDurationMs } from '../common/duration.js';
 import { InvalidArgumentError } from '../common/errors.js';
-import { followEvents } from '../common/follow-events.js';
+import { followEvents } from '../event-bus/follow-events.js';
+import type { EventSource } from '../event-bus/event-stream.js';
 import { serverStream, unary } from '../common/handlers.js';
 import type { ServiceRegistration } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
 import type { Queryable } from '../common/store.js';
 import { handleTracedEvent, TracedComponent } from '../common/telemetry.js';
-import { GroupBy, MetricsService as MetricsDefinition, SERVICE_NAMES, type Event, type EventBusClient, type MetricsServer, type WatchResponse } from '../common/proto.js';
+import { GroupBy, MetricsService as MetricsDefinition, SERVICE_NAMES, type Event, type MetricsServer, type WatchResponse } from '../common/proto.js';
 import { BaselineStore, resolveBaseline } from './baseline-store.js';
 import { isMetricWindow, MetricsRecorder, type MetricWindow } from './metrics-recorder.js';
 import { PrometheusExposition } from './prometheus-exposition.js';
@@ -32,8 +33,8 @@ function groupByOf(groupBy: GroupBy): GroupBy {
  * Feeds a recorder from the event bus (stage.* and run.* events). Nothing
  * on the hot path waits for this. Returns a function that stops it.
  */
-export function followLifecycleEvents(client: EventBusClient, recorder: MetricsRecorder, logger: Logger): () => void {
-  return followEvents(client, ['stage.>', 'run.>'], (event) => handleTracedEvent(TracedComponent.METRICS, `record ${event.type}`, event, () => recorder.record(event)), logger, 'metrics');
+export function followLifecycleEvents(source: EventSource, recorder: MetricsRecorder, logger: Logger): () => void {
+  return followEvents(source, ['stage.>', 'run.>'], (event) => handleTracedEvent(TracedComponent.METRICS, `record ${event.type}`, event, () => recorder.record(event)), logger, 'metrics');
 }
 
 export interface MetricsServiceOptions {
@@ -70,10 +71,10 @@ export class MetricsService {
     });
   }
 
-  /** Starts following lifecycle events on the bus (asynchronously: nothing on the hot path waits for it). */
-  follow(client: EventBusClient): void {
+  /** Starts following lifecycle events from the bus or the local event log (asynchronously: nothing on the hot path waits for it). */
+  follow(source: EventSource): void {
     this.#unfollow?.();
-    this.#unfollow = followLifecycleEvents(client, this.recorder, this.options.logger);
+    this.#unfollow = followLifecycleEvents(source, this.recorder, this.options.logger);
   }
 
   /** The gRPC service. */

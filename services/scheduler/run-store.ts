@@ -21,6 +21,28 @@ export interface NewRun {
   deadlineAtMs?: number;
   /** W3C trace context of the run ('' or absent when it is not traced). */
   traceparent?: string;
+  /** When the run was submitted, in ms since the epoch (so the answer to SubmitRun and the stored row agree). */
+  createdAtMs: number;
+}
+
+/** A stored run with what the scheduler needs to resume it and the auditor to check it. */
+export interface StoredRun {
+  run: Run;
+  /** The pipeline definition the run was started with (matrices expanded). */
+  definition: Pipeline;
+  /** When the run fails if it has not finished, in ms since the epoch. */
+  deadlineAtMs?: number;
+  /** W3C trace context of the run ('' when it is not traced). */
+  traceparent: string;
+}
+
+export interface RunStoreOptions {
+  /**
+   * True when no other process writes to the store (the embedded PGlite
+   * store): the latest version of each pipeline is then served from memory.
+   * Exact versions are immutable and always cached. @default false
+   */
+  exclusive?: boolean;
 }
 
 export interface StageChange {
@@ -39,6 +61,8 @@ export interface AttemptChange {
   nodeId?: string;
   finished?: boolean;
   evidence?: Evidence;
+  /** When a new attempt was created, in ms since the epoch. @default the commit time */
+  startedAtMs?: number;
 }
 
 export interface RunChange {
@@ -58,6 +82,8 @@ export interface ChangeSet {
 
 interface RunRow {
   run_id: string;
+  deadline_at?: Date | null;
+  traceparent?: string;
   pipeline_name: string;
   pipeline_version: string;
   definition: Pipeline;
@@ -86,13 +112,34 @@ interface AttemptRow {
 
 const json = (value: unknown) => JSON.stringify(value);
 
+/** Pipeline definitions kept in memory, by name@version and (exclusive stores) by name. */
+const MAX_CACHED_PIPELINES = 10_000;
+
 /**
  * Durable state of the scheduler: the pipeline registry and runs with their
  * stages and attempts. Each scheduler step is one transaction whose statements
  * each carry many rows (jsonb_to_recordset), never one round trip per stage.
  */
 export class RunStore {
-  constructor(private readonly store: Store) {}
+  /** Registered definitions by `name@version`: a version never changes once stored. */
+  readonly #versions = new Map<string, Pipeline>();
+  /** The latest definition by name; only filled when this process is the store's only writer. */
+  readonly #latest = new Map<string, Pipeline>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly options: RunStoreOptions = {},
+  ) {}
+
+  #remember(pipeline: Pipeline, latest: boolean): Pipeline {
+    if (this.#versions.size >= MAX_CACHED_PIPELINES) this.#versions.clear();
+    this.#versions.set(`${pipeline.name}@${pipeline.version}`, pipeline);
+    if (latest && this.options.exclusive) {
+      if (this.#latest.size >= MAX_CACHED_PIPELINES) this.#latest.clear();
+      this.#latest.set(pipeline.name, pipeline);
+    }
+    return pipeline;
+  }
 
   /**
    * Registers a pipeline version. An empty version gets the next integer.
@@ -101,13 +148,13 @@ export class RunStore {
    * @throws AlreadyExistsError when the version exists with another definition.
    */
   async registerPipeline(pipeline: Pipeline): Promise<Pipeline> {
-    return this.store.transaction(async (tx) => {
+    const { stored, latest } = await this.store.transaction(async (tx) => {
       const [last] = await tx.query<{ seq: number; definition: Pipeline; same: boolean }>(
         'SELECT seq, definition, definition - \'version\' = $2::jsonb - \'version\' AS same FROM pipelines WHERE name = $1 ORDER BY seq DESC LIMIT 1',
         [pipeline.name, json(pipeline)],
       );
       // Registering the latest definition again without a version is a no-op.
-      if (!pipeline.version && last?.same) return last.definition;
+      if (!pipeline.version && last?.same) return { stored: last.definition, latest: true };
       const seq = (last?.seq ?? 0) + 1;
       const version = pipeline.version || String(seq);
       const stored = { ...pipeline, version };
@@ -117,21 +164,24 @@ export class RunStore {
         [pipeline.name, version, json(stored)],
       );
       if (existing) {
-        if (existing.same) return existing.definition;
+        if (existing.same) return { stored: existing.definition, latest: false };
         throw new AlreadyExistsError(`pipeline ${pipeline.name}@${version} already exists with a different definition; register a new version`);
       }
       await tx.query('INSERT INTO pipelines (name, version, seq, definition) VALUES ($1, $2, $3, $4)', [pipeline.name, version, seq, json(stored)]);
-      return stored;
+      return { stored, latest: true };
     });
+    return this.#remember(stored, latest);
   }
 
   /** Returns a pipeline version (the latest when `version` is empty). @throws NotFoundError */
   async getPipeline(name: string, version = ''): Promise<Pipeline> {
+    const cached = version ? this.#versions.get(`${name}@${version}`) : this.#latest.get(name);
+    if (cached) return cached;
     const rows = version
       ? await this.store.query<{ definition: Pipeline }>('SELECT definition FROM pipelines WHERE name = $1 AND version = $2', [name, version])
       : await this.store.query<{ definition: Pipeline }>('SELECT definition FROM pipelines WHERE name = $1 ORDER BY seq DESC LIMIT 1', [name]);
     if (!rows[0]) throw new NotFoundError('pipeline', version ? `${name}@${version}` : name);
-    return rows[0].definition;
+    return this.#remember(rows[0].definition, !version);
   }
 
   /** The latest version of every pipeline, by name, from `after` on. */
@@ -162,10 +212,21 @@ export class RunStore {
       }
       if (changes.newAttempts?.length) {
         await tx.query(
-          `INSERT INTO attempts (attempt_id, run_id, stage_id, number, state)
-           SELECT attempt_id, run_id, stage_id, number, state
-             FROM jsonb_to_recordset($1::jsonb) AS x(attempt_id text, run_id text, stage_id text, number int, state text)`,
-          [json(changes.newAttempts.map((a) => ({ attempt_id: a.attemptId, run_id: a.runId, stage_id: a.stageId, number: a.number, state: a.state })))],
+          `INSERT INTO attempts (attempt_id, run_id, stage_id, number, state, started_at)
+           SELECT attempt_id, run_id, stage_id, number, state, coalesce(started_at, now())
+             FROM jsonb_to_recordset($1::jsonb) AS x(attempt_id text, run_id text, stage_id text, number int, state text, started_at timestamptz)`,
+          [
+            json(
+              changes.newAttempts.map((a) => ({
+                attempt_id: a.attemptId,
+                run_id: a.runId,
+                stage_id: a.stageId,
+                number: a.number,
+                state: a.state,
+                started_at: a.startedAtMs === undefined ? null : new Date(a.startedAtMs).toISOString(),
+              })),
+            ),
+          ],
         );
       }
       if (changes.finishedAttempts?.length) {
@@ -190,10 +251,10 @@ export class RunStore {
 
   async #insertRuns(tx: Queryable, runs: NewRun[]): Promise<void> {
     await tx.query(
-      `INSERT INTO runs (run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, idempotency_key, deadline_at, traceparent)
-       SELECT run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, nullif(idempotency_key, ''), deadline_at, traceparent
+      `INSERT INTO runs (run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, idempotency_key, deadline_at, traceparent, created_at)
+       SELECT run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, nullif(idempotency_key, ''), deadline_at, traceparent, created_at
          FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, pipeline_name text, pipeline_version text, definition jsonb,
-              state text, inputs jsonb, labels jsonb, priority int, idempotency_key text, deadline_at timestamptz, traceparent text)`,
+              state text, inputs jsonb, labels jsonb, priority int, idempotency_key text, deadline_at timestamptz, traceparent text, created_at timestamptz)`,
       [
         json(
           runs.map((r) => ({
@@ -208,6 +269,7 @@ export class RunStore {
             idempotency_key: r.idempotencyKey,
             deadline_at: r.deadlineAtMs === undefined ? null : new Date(r.deadlineAtMs).toISOString(),
             traceparent: r.traceparent ?? '',
+            created_at: new Date(r.createdAtMs).toISOString(),
           })),
         ),
       ],
@@ -221,13 +283,42 @@ export class RunStore {
 
   /** Loads one run with its stages and attempts. @throws NotFoundError */
   async getRun(runId: string): Promise<Run> {
-    const [row] = await this.store.query<RunRow>('SELECT * FROM runs WHERE run_id = $1', [runId]);
-    if (!row) throw new NotFoundError('run', runId);
-    const [stages, attempts] = await Promise.all([
-      this.store.query<{ stage_id: string; state: StageStatus; outputs: Record<string, string> }>('SELECT stage_id, state, outputs FROM stage_runs WHERE run_id = $1', [runId]),
-      this.store.query<AttemptRow>('SELECT * FROM attempts WHERE run_id = $1 ORDER BY stage_id, number', [runId]),
+    const [found] = await this.loadRuns([runId]);
+    if (!found) throw new NotFoundError('run', runId);
+    return found.run;
+  }
+
+  /** Loads runs with their stages, attempts and definitions: three statements for any number of runs. Unknown ids are left out. */
+  async loadRuns(runIds: readonly string[]): Promise<StoredRun[]> {
+    if (runIds.length === 0) return [];
+    const ids = [...new Set(runIds)];
+    const [rows, stages, attempts] = await Promise.all([
+      this.store.query<RunRow>('SELECT * FROM runs WHERE run_id = ANY($1::text[])', [ids]),
+      this.store.query<StageRow & { run_id: string }>('SELECT run_id, stage_id, state, outputs FROM stage_runs WHERE run_id = ANY($1::text[])', [ids]),
+      this.store.query<AttemptRow & { run_id: string }>('SELECT * FROM attempts WHERE run_id = ANY($1::text[]) ORDER BY run_id, stage_id, number', [ids]),
     ]);
-    return toRun(row, stages, attempts);
+    const byRun = <T extends { run_id: string }>(list: T[]) => {
+      const map = new Map<string, T[]>();
+      for (const item of list) {
+        const entries = map.get(item.run_id);
+        if (entries) entries.push(item);
+        else map.set(item.run_id, [item]);
+      }
+      return map;
+    };
+    const stagesByRun = byRun(stages);
+    const attemptsByRun = byRun(attempts);
+    const byId = new Map(rows.map((row) => [row.run_id, row]));
+    return ids.flatMap((id) => {
+      const row = byId.get(id);
+      if (!row) return [];
+      return [{
+        run: toRun(row, stagesByRun.get(id) ?? [], attemptsByRun.get(id) ?? []),
+        definition: row.definition,
+        deadlineAtMs: row.deadline_at ? row.deadline_at.getTime() : undefined,
+        traceparent: row.traceparent ?? '',
+      }];
+    });
   }
 
   /** Runs newest first; `before` is the created_at/run_id cursor of the previous page. */
@@ -247,25 +338,6 @@ export class RunStore {
     );
   }
 
-  /** The pipeline definition a run was started with. @throws NotFoundError */
-  async runDefinition(runId: string): Promise<Pipeline> {
-    const [row] = await this.store.query<{ definition: Pipeline }>('SELECT definition FROM runs WHERE run_id = $1', [runId]);
-    if (!row) throw new NotFoundError('run', runId);
-    return row.definition;
-  }
-
-  /** When the run must have finished (ms since the epoch), if it has a deadline. */
-  async runDeadline(runId: string): Promise<number | undefined> {
-    const [row] = await this.store.query<{ deadline_at: Date | null }>('SELECT deadline_at FROM runs WHERE run_id = $1', [runId]);
-    return row?.deadline_at ? row.deadline_at.getTime() : undefined;
-  }
-
-  /** The run's W3C trace context ('' when it was not traced). */
-  async runTraceparent(runId: string): Promise<string> {
-    const [row] = await this.store.query<{ traceparent: string }>('SELECT traceparent FROM runs WHERE run_id = $1', [runId]);
-    return row?.traceparent ?? '';
-  }
-
   /** Ids of runs that have not finished (to resume after a restart). */
   async unfinishedRunIds(): Promise<string[]> {
     const rows = await this.store.query<{ run_id: string }>(`SELECT run_id FROM runs WHERE state IN ('PENDING', 'RUNNING') ORDER BY created_at`);
@@ -278,7 +350,13 @@ export function runSummary(row: RunRow): Run {
   return toRun(row, [], []);
 }
 
-function toRun(row: RunRow, stages: { stage_id: string; state: StageStatus; outputs: Record<string, string> }[], attempts: AttemptRow[]): Run {
+interface StageRow {
+  stage_id: string;
+  state: StageStatus;
+  outputs: Record<string, string>;
+}
+
+function toRun(row: RunRow, stages: StageRow[], attempts: AttemptRow[]): Run {
   const byStage = new Map<string, Attempt[]>();
   for (const a of attempts) {
     const list = byStage.get(a.stage_id) ?? [];

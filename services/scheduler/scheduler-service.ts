@@ -74,7 +74,7 @@ export function createSchedulerService(logger: Logger, scheduler: Scheduler, run
       const last = pipelines.length === size ? pipelines[pipelines.length - 1] : undefined;
       return { pipelines, nextPageToken: last ? Buffer.from(last.name).toString('base64url') : '' };
     }),
-    submitRun: unary(logger, async (request) => ({ run: await scheduler.getRun(await scheduler.submit(request)) })),
+    submitRun: unary(logger, async (request) => ({ run: await scheduler.submit(request) })),
     runAndWait: unary(logger, async (request, signal, call) => {
       if (!request.submit) throw new InvalidArgumentError('submit is required', 'submit');
       let waitMs = Number.POSITIVE_INFINITY;
@@ -86,7 +86,7 @@ export function createSchedulerService(logger: Logger, scheduler: Scheduler, run
       const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
       // Answer a little before the caller's deadline, so it gets the run rather than DEADLINE_EXCEEDED.
       if (Number.isFinite(deadlineMs)) waitMs = Math.min(waitMs, Math.max(0, deadlineMs - Date.now() - 200));
-      const runId = await scheduler.submit(request.submit);
+      const { runId } = await scheduler.submit(request.submit);
       const run = await waitForRun(scheduler, runId, Math.min(waitMs, 2 ** 31 - 1), signal);
       return { run, finished: isFinished(run) };
     }),

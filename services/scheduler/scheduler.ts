@@ -6,13 +6,13 @@ import { InvalidArgumentError } from '../common/errors.js';
 import { lifecycleEvent, type EventPublisher } from '../common/event-publisher.js';
 import type { Logger } from '../common/logger.js';
 import { problemsToError, readPipelineOrThrow } from '../common/pipeline-document.js';
-import { Evidence, OutcomeStatus, StageState, type Event, type Outcome, type Pipeline, type Report, type Run, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
+import { Evidence, OutcomeStatus, Run, StageState, type Event, type Outcome, type Pipeline, type Report, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
 import { admissionError } from '../compliance/admission.js';
 import { checkExpressions, resolveExpressions } from './expressions.js';
 import { expandedStageId, expandMatrix, matrixCombinations, MAX_MATRIX_STAGES } from './matrix.js';
 import { beginRunTrace, withTraceparent, type TracedWork } from '../common/telemetry.js';
 import { finishStageSpan, startStageSpan } from './stage-tracing.js';
-import { TERMINAL_RUN_STATES, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
+import { runStateToWire, stageStateToWire, TERMINAL_RUN_STATES, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
 
 export interface SchedulerOptions {
   logger: Logger;
@@ -29,8 +29,9 @@ export interface SchedulerOptions {
 interface StageRecord {
   stage: Stage;
   status: StageStatus;
-  /** The attempt that holds the stage now, if any. */
+  /** The attempt that holds the stage now, if any, and when it was created (ms since the epoch). */
   attemptId?: string;
+  attemptStartedAtMs?: number;
   attemptNumber: number;
   /** Failed attempts so far, counted against retry.max_attempts. */
   failures: number;
@@ -66,6 +67,9 @@ interface PendingStep {
 }
 /** Times a stage is run again after losing its worker before it is failed. */
 const MAX_LOST_ATTEMPTS = 5;
+
+/** Runs read back from the store per step when resuming after a restart. */
+const RECOVER_BATCH = 200;
 
 /** Most stages one run may hold once its matrices are expanded. */
 const MAX_RUN_STAGES = 10_000;
@@ -156,7 +160,12 @@ export class Scheduler {
   #commit<T>(step: (changes: ChangeSet, after: (() => void)[]) => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.#ops.push({ step, resolve: resolve as (value: unknown) => void, reject });
-      this.#flushing ??= this.#flush().finally(() => (this.#flushing = undefined));
+      // The commit starts after the event loop has read what the network
+      // brought meanwhile, so the submits and outcomes that arrived together
+      // share one transaction (a store call runs without yielding to I/O).
+      this.#flushing ??= new Promise<void>((wake) => setImmediate(wake))
+        .then(() => this.#flush())
+        .finally(() => (this.#flushing = undefined));
     });
   }
 
@@ -227,11 +236,14 @@ export class Scheduler {
     return this.options.runs.registerPipeline(pipeline);
   }
 
-  /** Starts a run and returns its id at once (the same id again for a repeated idempotency key). */
-  async submit(request: SubmitRunRequest): Promise<string> {
+  /**
+   * Starts a run and returns it at once, as it stands after its first step
+   * (the run already started for a repeated idempotency key).
+   */
+  async submit(request: SubmitRunRequest): Promise<Run> {
     if (request.idempotencyKey) {
       const existing = await this.options.runs.findRunByIdempotencyKey(request.idempotencyKey);
-      if (existing) return existing;
+      if (existing) return this.getRun(existing);
     }
     const pipeline = await this.resolvePipeline(request);
     await this.admit(pipeline);
@@ -253,7 +265,7 @@ export class Scheduler {
       stages: new Map(expanded.stages.map((stage) => [stage.id, { stage, status: 'PENDING', attemptNumber: 0, failures: 0, lost: 0, outputs: {} }])),
     };
     run.traceparent = beginRunTrace(run.runId, run.pipeline.name);
-    return this.#commit((changes, after) => {
+    const submitted = await this.#commit((changes, after): Run | string => {
       const key = request.idempotencyKey;
       if (key) {
         const existing = this.#keys.get(key);
@@ -261,16 +273,21 @@ export class Scheduler {
         this.#keys.set(key, run.runId);
         if (this.#keys.size > MAX_REMEMBERED_KEYS) this.#keys.delete(this.#keys.keys().next().value!);
       }
-      const deadlineAtMs = deadlineMs === undefined ? undefined : Date.now() + deadlineMs;
-      (changes.newRuns ??= []).push({ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key, deadlineAtMs, traceparent: run.traceparent });
+      const createdAtMs = Date.now();
+      const deadlineAtMs = deadlineMs === undefined ? undefined : createdAtMs + deadlineMs;
+      (changes.newRuns ??= []).push({ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key, deadlineAtMs, traceparent: run.traceparent, createdAtMs });
       const tasks = this.#advance(run, changes);
+      // The answer is built now, before later steps change the run.
+      const answer = submittedRun(run, request, createdAtMs);
       after.push(() => {
         this.#activate(run, deadlineAtMs);
         this.#publish(withTraceparent(lifecycleEvent('run.submitted', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { version: run.pipeline.version, stages: run.stages.size }), run.traceparent ?? ''));
         this.#afterCommit(run, tasks);
       });
-      return run.runId;
+      return answer;
     });
+    // A run submitted with the same idempotency key a moment before: answer with that run.
+    return typeof submitted === 'string' ? this.getRun(submitted) : submitted;
   }
 
   /** Makes the run active; with a deadline (ms since the epoch), fails it when the deadline passes. */
@@ -298,14 +315,9 @@ export class Scheduler {
     const status = runStatus([...run.stages.values()].map((r) => r.status));
     if (status !== 'RUNNING' && run.status === 'RUNNING') {
       run.status = status;
-      (changes.runs ??= []).push({ runId: run.runId, state: status, reason: status === 'FAILED' ? this.#failureReason(run) : '' });
+      (changes.runs ??= []).push({ runId: run.runId, state: status, reason: status === 'FAILED' ? failureReason(run) : '' });
     }
     return tasks;
-  }
-
-  #failureReason(run: ActiveRun): string {
-    const failed = [...run.stages.values()].filter((r) => r.status === 'FAILED').map((r) => r.stage.id);
-    return failed.length ? `stage${failed.length > 1 ? 's' : ''} ${failed.join(', ')} failed` : '';
   }
 
   #newAttempt(run: ActiveRun, record: StageRecord, changes: ChangeSet): Task {
@@ -313,8 +325,9 @@ export class Scheduler {
     record.status = 'QUEUED';
     record.attemptNumber++;
     record.attemptId = randomUUID();
+    record.attemptStartedAtMs = Date.now();
     (changes.stages ??= []).push({ runId: run.runId, stageId: stage.id, state: 'QUEUED' });
-    (changes.newAttempts ??= []).push({ attemptId: record.attemptId, runId: run.runId, stageId: stage.id, number: record.attemptNumber, state: 'QUEUED' });
+    (changes.newAttempts ??= []).push({ attemptId: record.attemptId, runId: run.runId, stageId: stage.id, number: record.attemptNumber, state: 'QUEUED', startedAtMs: record.attemptStartedAtMs });
     record.trace = startStageSpan(run.traceparent, { runId: run.runId, stageId: stage.id, attempt: record.attemptNumber, framework: stage.framework, pipelineName: run.pipeline.name });
     record.traceparent = record.trace?.traceparent;
     // A view, not a copy: building a map of every stage per task made wide runs quadratic.
@@ -498,37 +511,37 @@ export class Scheduler {
    */
   async recover(): Promise<number> {
     const ids = await this.options.runs.unfinishedRunIds();
-    for (const runId of ids) {
-      const wire = await this.options.runs.getRun(runId);
-      const pipeline = await this.options.runs.runDefinition(runId);
-      const deadlineAtMs = await this.options.runs.runDeadline(runId);
-      const traceparent = await this.options.runs.runTraceparent(runId);
+    for (let i = 0; i < ids.length; i += RECOVER_BATCH) {
+      const stored = await this.options.runs.loadRuns(ids.slice(i, i + RECOVER_BATCH));
       await this.#commit((changes, after) => {
-        const run: ActiveRun = { runId, pipeline, inputs: wire.inputs, priority: wire.priority, status: 'RUNNING', stages: new Map(), traceparent };
-        const tasks: Task[] = [];
-        for (const stage of pipeline.stages) {
-          const stageRun = wire.stages.find((s) => s.stageId === stage.id);
-          const status = stageRun ? (stateName(stageRun.state) as StageStatus) : 'PENDING';
-          const record: StageRecord = {
-            stage,
-            status,
-            attemptNumber: stageRun?.attempts.length ?? 0,
-            failures: stageRun?.attempts.filter((a) => stateName(a.state) === 'FAILED' && !isLostEvidence(a.evidence)).length ?? 0,
-            lost: stageRun?.attempts.filter((a) => isLostEvidence(a.evidence)).length ?? 0,
-            outputs: stageRun?.outputs ?? {},
-          };
-          run.stages.set(stage.id, record);
-          for (const attempt of stageRun?.attempts ?? []) {
-            if (attempt.finishedAt) continue;
-            (changes.finishedAttempts ??= []).push({ attemptId: attempt.attemptId, runId, stageId: stage.id, number: attempt.number, state: 'CANCELLED', evidence: Evidence.fromPartial({ exitCode: -1, error: 'interrupted: the mesh restarted while the attempt ran' }) });
+        for (const { run: wire, definition: pipeline, deadlineAtMs, traceparent } of stored) {
+          const run: ActiveRun = { runId: wire.runId, pipeline, inputs: wire.inputs, priority: wire.priority, status: 'RUNNING', stages: new Map(), traceparent };
+          const stageRuns = new Map(wire.stages.map((s) => [s.stageId, s]));
+          const tasks: Task[] = [];
+          for (const stage of pipeline.stages) {
+            const stageRun = stageRuns.get(stage.id);
+            const status = stageRun ? (stateName(stageRun.state) as StageStatus) : 'PENDING';
+            const record: StageRecord = {
+              stage,
+              status,
+              attemptNumber: stageRun?.attempts.length ?? 0,
+              failures: stageRun?.attempts.filter((a) => stateName(a.state) === 'FAILED' && !isLostEvidence(a.evidence)).length ?? 0,
+              lost: stageRun?.attempts.filter((a) => isLostEvidence(a.evidence)).length ?? 0,
+              outputs: stageRun?.outputs ?? {},
+            };
+            run.stages.set(stage.id, record);
+            for (const attempt of stageRun?.attempts ?? []) {
+              if (attempt.finishedAt) continue;
+              (changes.finishedAttempts ??= []).push({ attemptId: attempt.attemptId, runId: run.runId, stageId: stage.id, number: attempt.number, state: 'CANCELLED', evidence: Evidence.fromPartial({ exitCode: -1, error: 'interrupted: the mesh restarted while the attempt ran' }) });
+            }
+            if (status === 'QUEUED' || status === 'RUNNING') tasks.push(this.#newAttempt(run, record, changes));
           }
-          if (status === 'QUEUED' || status === 'RUNNING') tasks.push(this.#newAttempt(run, record, changes));
+          tasks.push(...this.#advance(run, changes));
+          after.push(() => {
+            this.#activate(run, deadlineAtMs);
+            this.#afterCommit(run, tasks);
+          });
         }
-        tasks.push(...this.#advance(run, changes));
-        after.push(() => {
-          this.#activate(run, deadlineAtMs);
-          this.#afterCommit(run, tasks);
-        });
       });
     }
     return ids.length;
@@ -570,6 +583,40 @@ export class Scheduler {
     await this.#tasks.close();
     for (const set of this.#listeners.values()) for (const listener of set) listener();
   }
+}
+
+/** Why a failed run failed: the stages that failed. */
+function failureReason(run: ActiveRun): string {
+  const failed = [...run.stages.values()].filter((r) => r.status === 'FAILED').map((r) => r.stage.id);
+  return failed.length ? `stage${failed.length > 1 ? 's' : ''} ${failed.join(', ')} failed` : '';
+}
+
+/** The wire form of a run just submitted, from the scheduler's memory: what GetRun would read back. */
+function submittedRun(run: ActiveRun, request: SubmitRunRequest, createdAtMs: number): Run {
+  const createdAt = new Date(createdAtMs);
+  return Run.fromPartial({
+    runId: run.runId,
+    pipelineName: run.pipeline.name,
+    pipelineVersion: run.pipeline.version,
+    state: runStateToWire(run.status),
+    inputs: run.inputs,
+    stages: [...run.stages.values()].map((record) => ({
+      stageId: record.stage.id,
+      framework: record.stage.framework,
+      state: stageStateToWire(record.status),
+      needs: record.stage.needs,
+      attempts: record.attemptId
+        ? [{ attemptId: record.attemptId, number: record.attemptNumber, state: stageStateToWire(record.status), startedAt: new Date(record.attemptStartedAtMs ?? createdAtMs) }]
+        : [],
+      outputs: record.outputs,
+    })),
+    createdAt,
+    finishedAt: TERMINAL_RUN_STATES.has(run.status) ? createdAt : undefined,
+    idempotencyKey: request.idempotencyKey,
+    priority: run.priority,
+    labels: request.labels,
+    reason: run.status === 'FAILED' ? failureReason(run) : '',
+  });
 }
 
 /** Attempts lost with their worker carry an error starting with "lost:" (see the coordinator). */

@@ -4,6 +4,7 @@ import { lifecycleEvent } from '../common/event-publisher.js';
 import { callUnary } from '../common/grpc-client.js';
 import { createLogger } from '../common/logger.js';
 import type { Event } from '../common/proto.js';
+import { remoteEventSource } from '../event-bus/event-stream.js';
 import { startTestEventBus, type TestEventBus } from '../event-bus/testing.js';
 import { TriggerListener, type TriggeredPipeline } from './trigger-listener.js';
 
@@ -31,7 +32,7 @@ describe('TriggerListener', () => {
       { pipelineRef: 'billing', triggers: [{ event: 'git.push', match: { repo: 'billing' } }] },
     ];
     const submitted: [string, Record<string, string>, Event][] = [];
-    listener = TriggerListener.start({ eventBus: bus.client, pipelines: () => pipelines, pipelinesRefreshMs: 0, submit: async (ref, inputs, event) => void submitted.push([ref, inputs, event]), logger: createLogger({ level: 'silent' }) });
+    listener = TriggerListener.start({ events: remoteEventSource(bus.client), pipelines: () => pipelines, pipelinesRefreshMs: 0, submit: async (ref, inputs, event) => void submitted.push([ref, inputs, event]), logger: createLogger({ level: 'silent' }) });
     await sleep(200);
     await publish('git.push', { repo: 'checkout', ref: 'v2' });
     await publish('git.tag', { repo: 'checkout', ref: 'v3' });
@@ -44,7 +45,7 @@ describe('TriggerListener', () => {
   it('retries a trigger whose submission failed', async () => {
     let calls = 0;
     listener = TriggerListener.start({
-      eventBus: bus.client,
+      events: remoteEventSource(bus.client),
       pipelines: () => [{ pipelineRef: 'deploy', triggers: [{ event: 'release.*' }] }],
       submit: async () => {
         calls++;
@@ -60,7 +61,7 @@ describe('TriggerListener', () => {
 
   it('never lets a pipeline trigger itself from its own run events', async () => {
     const submitted: string[] = [];
-    listener = TriggerListener.start({ eventBus: bus.client, pipelines: () => [{ pipelineRef: 'loop', triggers: [{ event: 'run.finished' }] }], submit: async (ref) => void submitted.push(ref), logger: createLogger({ level: 'silent' }) });
+    listener = TriggerListener.start({ events: remoteEventSource(bus.client), pipelines: () => [{ pipelineRef: 'loop', triggers: [{ event: 'run.finished' }] }], submit: async (ref) => void submitted.push(ref), logger: createLogger({ level: 'silent' }) });
     await sleep(200);
     await publish('run.finished', {}, { pipeline: 'loop' });
     await publish('run.finished', {}, { pipeline: 'other' });

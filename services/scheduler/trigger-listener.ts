@@ -1,11 +1,11 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Batcher } from '../common/batcher.js';
-import { callUnary } from '../common/grpc-client.js';
+import { parseDurationMs } from '../common/duration.js';
 import type { Logger } from '../common/logger.js';
-import type { Event, EventBusClient } from '../common/proto.js';
+import type { Event } from '../common/proto.js';
 import { eventMatches } from '../event-bus/event-match.js';
-import { subscribeEvents, subscribeRequest } from '../event-bus/event-stream.js';
+import type { EventSource } from '../event-bus/event-stream.js';
 import { subjectMatcher } from '../event-bus/subject-pattern.js';
 
 /** One `triggers:` entry of a pipeline: start a run when a matching event is published. */
@@ -27,7 +27,8 @@ export interface TriggeredPipeline {
 
 /** Options of a TriggerListener. */
 export interface TriggerListenerOptions {
-  eventBus: EventBusClient;
+  /** The event log of this process, or the bus over gRPC (remoteEventSource). */
+  events: EventSource;
   /** The pipelines with triggers; asked again at most every `pipelinesRefreshMs`, so it may query a store. */
   pipelines: () => readonly TriggeredPipeline[] | Promise<readonly TriggeredPipeline[]>;
   /** How long the answer of `pipelines` is reused: a newly registered trigger applies within this delay. @default 1000 */
@@ -67,12 +68,12 @@ export class TriggerListener {
 
   private constructor(options: TriggerListenerOptions) {
     this.#options = { consumer: 'stagemesh-triggers', ackTimeout: '30s', maxDeliver: 5, pipelinesRefreshMs: 1_000, ...options };
-    const { eventBus, consumer } = this.#options;
-    // Every event on the bus passes through the listener: acknowledgements go in batches, not one RPC per event.
+    const { events, consumer } = this.#options;
+    // Every event on the bus passes through the listener: acknowledgements go in batches, not one call per event.
     this.#acks = new Batcher<number>({
       maxBatch: 1_000,
       maxDelayMs: 5,
-      flush: async (sequences) => void (await callUnary(eventBus.ack.bind(eventBus), { consumer, sequences }, { timeoutMs: 10_000 })),
+      flush: async (sequences) => void (await events.ack(consumer, sequences)),
       onError: (err) => this.#options.logger.warn({ err: (err as Error).message }, 'trigger listener could not acknowledge events; will retry'),
     });
   }
@@ -91,14 +92,14 @@ export class TriggerListener {
   }
 
   async #loop(): Promise<void> {
-    const { eventBus, consumer, ackTimeout, maxDeliver, logger } = this.#options;
+    const { events, consumer, ackTimeout, maxDeliver, logger } = this.#options;
     const signal = this.#controller.signal;
+    const ackTimeoutMs = parseDurationMs(ackTimeout);
     while (!signal.aborted) {
       let delayMs = RESUBSCRIBE_DELAY_MS;
       try {
-        const request = subscribeRequest({ consumer, ackTimeout, maxDeliver, newOnly: true });
-        for await (const { event } of subscribeEvents(eventBus, request, signal)) {
-          if (!event) continue;
+        const subscription = await events.subscribe({ subjects: [], filter: {}, start: { kind: 'new' }, consumer: { name: consumer, ackTimeoutMs, maxDeliver } }, signal);
+        for await (const { event } of subscription) {
           if (await this.#handle(event)) this.#acks.add(event.sequence);
         }
       } catch (err) {
