@@ -1,15 +1,17 @@
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { startJaeger, type JaegerInstance } from '../test/support/jaeger.js';
 import { toolPath } from '../test/support/tools.js';
-import { flushTelemetry, startTelemetry, stopTelemetry, TracedComponent } from '../services/common/telemetry.js';
-import { benchTarget, chain } from './run-bench.js';
+import { packageRoot } from '../services/common/paths.js';
+import { readPrometheusSample } from './prometheus-sample.js';
+import { chain, withBenchTarget } from './run-bench.js';
 import { chainDocument, percentile, runAndWait } from './workloads.js';
 
 /** What one mode of the mesh measured. */
 export interface ModeFigures {
   /** Chain workload: 4-stage noop runs submitted together. */
   stages_per_sec: number;
-  /** CPU time of this process (mesh, worker and load generator) per stage of the chain workload: what limits throughput on a machine of its own. */
+  /** CPU time of the mesh process (its services and worker, not the load generator) per stage of the chain workload: what limits throughput on a machine of its own. */
   cpu_ms_per_stage: number;
   /** RunAndWait of a 4-stage noop chain, one run at a time, divided by its stages. */
   stage_latency_ms: { p50: number; p99: number };
@@ -46,6 +48,8 @@ export interface OverheadOptions {
   /** Rounds of each mode, alternating off and on so drift of the machine hits both. @default 3 */
   rounds?: number;
   progress?: (line: string) => void;
+  /** Aborting it stops the mesh process being measured, and Jaeger. */
+  signal?: AbortSignal;
 }
 
 const STAGES = 4;
@@ -59,22 +63,30 @@ const MODE_ENV: Record<Exclude<Mode, 'off'>, Record<string, string>> = {
   on_sampled_10pct: { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' },
 };
 
-async function measureMode(mode: Mode, options: Required<Omit<OverheadOptions, 'progress'>>): Promise<ModeFigures> {
-  const target = await benchTarget(undefined, { metrics: mode !== 'off' });
-  try {
-    await chain(target.clients, 100); // warm-up
-    const cpuBefore = process.cpuUsage();
-    const stagesPerSec = await chain(target.clients, options.runs, STAGES);
-    const cpu = process.cpuUsage(cpuBefore);
-    const cpuMsPerStage = (cpu.user + cpu.system) / 1000 / (options.runs * STAGES);
+/** The mesh process of each mode: `stagemesh start` plus the switch that keeps metrics from following events. */
+function overheadEntry(mode: Mode): string[] {
+  return [join(packageRoot(), 'dist', 'bench', 'overhead-mesh.js'), '--metrics', mode === 'off' ? 'off' : 'on'];
+}
+
+/** Total CPU time of the mesh process, in ms, from its own Prometheus endpoint. */
+async function meshCpuMs(metricsUrl: string): Promise<number> {
+  const sample = await readPrometheusSample(metricsUrl, 'process_cpu_seconds_total');
+  if ('problem' in sample) throw new Error(`cannot read the CPU time of the mesh process at ${metricsUrl}: ${sample.problem}`);
+  return sample.value * 1000;
+}
+
+async function measureMode(mode: Mode, env: Record<string, string>, options: Required<Omit<OverheadOptions, 'progress' | 'signal'>>, signal: AbortSignal | undefined): Promise<ModeFigures> {
+  return withBenchTarget(undefined, { child: { entry: overheadEntry(mode), env }, signal }, async ({ clients, child }) => {
+    await chain(clients, 100); // warm-up
+    const cpuBefore = await meshCpuMs(child!.metricsUrl);
+    const stagesPerSec = await chain(clients, options.runs, STAGES);
+    const cpuMsPerStage = ((await meshCpuMs(child!.metricsUrl)) - cpuBefore) / (options.runs * STAGES);
     const document = chainDocument(`bench-obs-${mode.replaceAll('_', '-')}-${Date.now().toString(36)}`, STAGES);
-    for (let i = 0; i < 10; i++) await runAndWait(target.clients, document);
+    for (let i = 0; i < 10; i++) await runAndWait(clients, document);
     const perStageMs: number[] = [];
-    for (let i = 0; i < options.samples; i++) perStageMs.push((await runAndWait(target.clients, document)).ms / STAGES);
+    for (let i = 0; i < options.samples; i++) perStageMs.push((await runAndWait(clients, document)).ms / STAGES);
     return { stages_per_sec: Math.round(stagesPerSec), cpu_ms_per_stage: round3(cpuMsPerStage), stage_latency_ms: { p50: round2(percentile(perStageMs, 50)), p99: round2(percentile(perStageMs, 99)) } };
-  } finally {
-    await target.close();
-  }
+  });
 }
 
 const round2 = (n: number) => Number(n.toFixed(2));
@@ -99,15 +111,16 @@ function medianFigures(list: ModeFigures[]): ModeFigures {
  * per stage and the per-stage latency of one run at a time, with tracing
  * (OTLP to a real Jaeger from `.tools/bin`, started here and stopped
  * afterwards; every run, then one in ten) and the metrics service on, against
- * both off, on fresh embedded meshes, in rounds that take the modes in turn;
- * each mode reports the median of its rounds and the overheads are the
- * medians of the round-by-round differences.
- * @throws Error when Jaeger is not installed (`make tools`) or OTEL_* variables are already set.
+ * both off, each mode on a fresh mesh process (bench/overhead-mesh.ts, the
+ * OTEL_* variables of the mode in its environment and none of this
+ * process's), in rounds that take the modes in turn; each mode reports the
+ * median of its rounds and the overheads are the medians of the
+ * round-by-round differences.
+ * @throws Error when Jaeger is not installed (`make tools`).
  */
 export async function measureObservabilityOverhead(options: OverheadOptions = {}): Promise<ObservabilityOverhead> {
   const settings = { runs: options.runs ?? 600, samples: options.samples ?? 150, rounds: options.rounds ?? 3 };
   const progress = options.progress ?? (() => undefined);
-  if (Object.keys(process.env).some((k) => k.startsWith('OTEL_'))) throw new Error('observability_overhead sets OTEL_* itself: unset the OTEL_* variables first');
   let jaeger: JaegerInstance | undefined;
   const rounds: Record<Mode, ModeFigures>[] = [];
   try {
@@ -117,16 +130,8 @@ export async function measureObservabilityOverhead(options: OverheadOptions = {}
       const measured = {} as Record<Mode, ModeFigures>;
       for (const mode of MODES) {
         const env = mode === 'off' ? {} : { OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpHttp, ...MODE_ENV[mode] };
-        Object.assign(process.env, env);
-        try {
-          if (mode !== 'off' && !(await startTelemetry({ processComponent: TracedComponent.CLI }))) throw new Error('tracing did not start');
-          measured[mode] = await measureMode(mode, settings);
-          progress(`observability_overhead: round ${round + 1} ${mode}: ${JSON.stringify(measured[mode])}`);
-        } finally {
-          await flushTelemetry();
-          await stopTelemetry();
-          for (const key of Object.keys(env)) delete process.env[key];
-        }
+        measured[mode] = await measureMode(mode, env, settings, options.signal);
+        progress(`observability_overhead: round ${round + 1} ${mode}: ${JSON.stringify(measured[mode])}`);
       }
       rounds.push(measured);
     }

@@ -1,11 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { resolveMeshConfig } from '../services/common/config.js';
+import { cpus } from 'node:os';
 import { callUnary, createMeshClients, type MeshClients } from '../services/common/grpc-client.js';
-import { createLogger } from '../services/common/logger.js';
-import { EmbeddedMesh, type EmbeddedMeshOptions } from '../services/mesh/embedded-mesh.js';
 import { measureEventLatency } from './event-latency.js';
+import { MeshChild, type MeshChildOptions } from './mesh-child.js';
 import { measureObservabilityOverhead } from './observability-overhead.js';
 import { benchValidate1000 } from './validate.js';
 import { awaitFinishedRuns, chainDocument, fanoutDocument, percentile, runAndWait, sleepDocument, submitAll, submitOf } from './workloads.js';
@@ -17,6 +13,8 @@ export interface BenchOptions {
   progress?: (line: string) => void;
   /** Workloads to run; all by default. */
   only?: string[];
+  /** Aborting it (Ctrl-C) stops the mesh the benchmark started, which ends the workload with an error. */
+  signal?: AbortSignal;
 }
 
 /** The machine a result was measured on. */
@@ -24,25 +22,73 @@ export function machine() {
   return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, platform: `${process.platform}-${process.arch}` };
 }
 
-/** A mesh to measure: the one at `address`, or a fresh embedded one on free ports in a temporary folder. */
-export async function benchTarget(address: string | undefined, meshOptions: EmbeddedMeshOptions = {}): Promise<{ clients: MeshClients; mesh?: EmbeddedMesh; close(): Promise<void> }> {
+/**
+ * Where the measured mesh runs, `mesh_process` in the JSON: `child`, a
+ * `stagemesh start` process the benchmark started (so the load generator and
+ * the mesh do not share an event loop), or `remote`, the mesh at `--address`.
+ */
+export const MeshProcess = { CHILD: 'child', REMOTE: 'remote' } as const;
+export type MeshProcess = (typeof MeshProcess)[keyof typeof MeshProcess];
+
+/** A mesh being measured and the benchmark's clients of it. */
+export interface BenchTarget {
+  clients: MeshClients;
+  meshProcess: MeshProcess;
+  /** The mesh process the benchmark started (not with an address). */
+  child?: MeshChild;
+  /** Stops what the benchmark started (the child, its data folder) and closes the clients; safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Options of benchTarget(). */
+export interface BenchTargetOptions {
+  /** How the child is started (entry, environment). */
+  child?: Omit<MeshChildOptions, 'signal'>;
+  /** Aborting it stops the child. */
+  signal?: AbortSignal;
+}
+
+/**
+ * A mesh to measure: the one at `address`, or a fresh embedded mesh started
+ * as a child process (MeshChild: `stagemesh start` on free ports in a
+ * temporary folder), driven over gRPC just like a remote one.
+ */
+export async function benchTarget(address: string | undefined, options: BenchTargetOptions = {}): Promise<BenchTarget> {
   if (address) {
     const clients = createMeshClients(address);
-    return { clients, close: async () => clients.close() };
+    return { clients, meshProcess: MeshProcess.REMOTE, close: async () => clients.close() };
   }
-  const dataDir = mkdtempSync(join(tmpdir(), 'stagemesh-bench-'));
-  const config = { ...resolveMeshConfig({}, {}), grpcPort: 0, httpPort: 0, dataDir, workerCapacity: 1024, logLevel: 'warn' as const };
-  const mesh = await EmbeddedMesh.start(config, createLogger({ level: 'warn' }), meshOptions);
-  const clients = createMeshClients(`127.0.0.1:${mesh.grpcPort}`);
+  // The mesh's warnings reach the terminal as they did when it ran in this process.
+  const child = await MeshChild.start({ forwardStderr: true, ...options.child, signal: options.signal });
+  const clients = createMeshClients(child.address);
+  let closing: Promise<void> | undefined;
   return {
     clients,
-    mesh,
-    close: async () => {
-      clients.close();
-      await mesh.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
+    meshProcess: MeshProcess.CHILD,
+    child,
+    close: () =>
+      (closing ??= (async () => {
+        clients.close();
+        await child.stop();
+      })()),
   };
+}
+
+/**
+ * Runs `work` against a bench target and closes the target afterwards,
+ * whether `work` succeeds, throws, or `signal` aborts. When the mesh process
+ * died under the work, the error says so (with its last output) instead of
+ * the gRPC error that followed.
+ */
+export async function withBenchTarget<T>(address: string | undefined, options: BenchTargetOptions, work: (target: BenchTarget) => Promise<T>): Promise<T> {
+  const target = await benchTarget(address, options);
+  try {
+    return await work(target);
+  } catch (err) {
+    throw (await target.child?.unexpectedExit(err)) ?? err;
+  } finally {
+    await target.close();
+  }
 }
 
 const unique = (name: string) => `${name}-${Date.now().toString(36)}`;
@@ -57,8 +103,8 @@ export async function chain(clients: MeshClients, runs = 1000, length = 4): Prom
   const waiter = awaitFinishedRuns(clients, name, runs, 300_000);
   await waiter.ready;
   const started = performance.now();
-  await submitAll(clients, Array.from({ length: runs }, () => submitOf('', { document: undefined, pipelineRef: name })));
-  await waiter.done;
+  // Together, so that a failed submit does not leave the waiter's rejection unhandled.
+  await Promise.all([submitAll(clients, Array.from({ length: runs }, () => submitOf('', { document: undefined, pipelineRef: name }))), waiter.done]);
   return (runs * length) / ((performance.now() - started) / 1000);
 }
 
@@ -92,44 +138,57 @@ async function runAndWaitLatency(clients: MeshClients, samples = 200) {
   return { p50: Number(percentile(ms, 50).toFixed(2)), p99: Number(percentile(ms, 99).toFixed(2)) };
 }
 
+/** Workloads that drive the mesh (the others measure parts of it in this process, or start meshes of their own). */
+const MESH_WORKLOADS = ['chain', 'fanout', 'scaling', 'run_and_wait'];
+
 /** Runs the benchmark and returns one JSON-ready object. */
 export async function runBench(options: BenchOptions = {}): Promise<Record<string, unknown>> {
   const progress = options.progress ?? (() => undefined);
   const want = (name: string) => !options.only || options.only.includes(name);
-  const target = await benchTarget(options.address);
-  const result: Record<string, unknown> = { profile: options.address ? `remote ${options.address}` : 'embedded', machine: machine() };
-  try {
-    progress('warming up');
-    await chain(target.clients, 100);
-    if (want('chain')) {
-      result.chain_stages_per_sec = Math.round(await chain(target.clients));
-      progress(`chain: ${result.chain_stages_per_sec} stages/s`);
-    }
-    if (want('fanout')) {
-      result.fanout_stages_per_sec = Math.round(await fanout(target.clients));
-      progress(`fanout: ${result.fanout_stages_per_sec} stages/s`);
-    }
-    if (want('scaling')) result.scaling = await scaling(target.clients, undefined, progress);
-    if (want('run_and_wait')) {
-      result.run_and_wait_ms = await runAndWaitLatency(target.clients);
-      progress(`run_and_wait: ${JSON.stringify(result.run_and_wait_ms)}`);
-    }
-    if (want('validate')) {
-      result.validate_1000_ms = Number((await benchValidate1000()).toFixed(2));
-      progress(`validate_1000_ms: ${result.validate_1000_ms}`);
-    }
-    if (want('event_latency')) {
-      result.event_latency_ms = await measureEventLatency({ ratePerSecond: 1_000 });
-      result.event_latency_ms_10k = await measureEventLatency({ ratePerSecond: 10_000 });
-      progress(`event_latency_ms: ${JSON.stringify(result.event_latency_ms)}`);
-    }
-    if (want('observability_overhead')) {
-      // Fresh embedded meshes of its own, with tracing to a real Jaeger and metrics on, then off.
-      result.observability_overhead = await measureObservabilityOverhead({ progress }).catch((err: unknown) => ({ error: (err as Error).message }));
-      progress(`observability_overhead: ${JSON.stringify(result.observability_overhead)}`);
-    }
-  } finally {
-    await target.close();
+  const result: Record<string, unknown> = {
+    profile: options.address ? `remote ${options.address}` : 'embedded',
+    mesh_process: options.address ? MeshProcess.REMOTE : MeshProcess.CHILD,
+    machine: machine(),
+  };
+  if (MESH_WORKLOADS.some(want)) {
+    if (!options.address) progress('starting the mesh process');
+    await withBenchTarget(options.address, { signal: options.signal }, async (target) => {
+      progress('warming up');
+      await chain(target.clients, 100);
+      if (want('chain')) {
+        result.chain_stages_per_sec = Math.round(await chain(target.clients));
+        progress(`chain: ${result.chain_stages_per_sec} stages/s`);
+      }
+      if (want('fanout')) {
+        result.fanout_stages_per_sec = Math.round(await fanout(target.clients));
+        progress(`fanout: ${result.fanout_stages_per_sec} stages/s`);
+      }
+      if (want('scaling')) result.scaling = await scaling(target.clients, undefined, progress);
+      if (want('run_and_wait')) {
+        result.run_and_wait_ms = await runAndWaitLatency(target.clients);
+        progress(`run_and_wait: ${JSON.stringify(result.run_and_wait_ms)}`);
+      }
+    });
+  }
+  options.signal?.throwIfAborted();
+  if (want('validate')) {
+    result.validate_1000_ms = Number((await benchValidate1000()).toFixed(2));
+    progress(`validate_1000_ms: ${result.validate_1000_ms}`);
+  }
+  options.signal?.throwIfAborted();
+  if (want('event_latency')) {
+    result.event_latency_ms = await measureEventLatency({ ratePerSecond: 1_000 });
+    result.event_latency_ms_10k = await measureEventLatency({ ratePerSecond: 10_000 });
+    progress(`event_latency_ms: ${JSON.stringify(result.event_latency_ms)}`);
+  }
+  options.signal?.throwIfAborted();
+  if (want('observability_overhead')) {
+    // Fresh mesh processes of its own, with tracing to a real Jaeger and metrics on, then off.
+    result.observability_overhead = await measureObservabilityOverhead({ progress, signal: options.signal }).catch((err: unknown) => {
+      if (options.signal?.aborted) throw err;
+      return { error: (err as Error).message };
+    });
+    progress(`observability_overhead: ${JSON.stringify(result.observability_overhead)}`);
   }
   return result;
 }

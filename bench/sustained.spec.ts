@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { flatness, IntervalRecorder, median, prometheusValue, runsDue } from './sustained.js';
+import { prometheusValue } from './prometheus-sample.js';
+import { flatness, IntervalRecorder, median, runsDue } from './sustained.js';
 
 /** Percentiles come from an HDR histogram with 3 significant digits: within 0.1 % (plus the 0.1 ms rounding). */
 function near(actual: number | null, expected: number): void {

@@ -2,7 +2,8 @@ import { loadavg } from 'node:os';
 import { build, type Histogram } from 'hdr-histogram-js';
 import { callUnary, type MeshClients } from '../services/common/grpc-client.js';
 import { subscribeEvents, subscribeRequest } from '../services/event-bus/event-stream.js';
-import { benchTarget, chain, machine } from './run-bench.js';
+import { readPrometheusSample } from './prometheus-sample.js';
+import { chain, machine, MeshProcess, withBenchTarget, type BenchTarget } from './run-bench.js';
 import { chainDocument, submitOf } from './workloads.js';
 
 /** Stages of the chain the sustained mode submits (the same registered noop chain as `chain_stages_per_sec`). */
@@ -43,6 +44,8 @@ export interface SustainedOptions {
   metricsUrl?: string;
   /** Told what happens, for a terminal. */
   reporter?: SustainedReporter;
+  /** Aborting it (Ctrl-C) stops the load and the mesh the benchmark started; runSustained then rejects. */
+  signal?: AbortSignal;
 }
 
 /** What a terminal shows while the sustained mode runs. */
@@ -143,18 +146,6 @@ export function flatness(values: readonly (number | null)[], warmup = 1): number
   return round(Math.max(...kept.map((v) => Math.abs(v - m) / m)), 3);
 }
 
-/** The value of an unlabelled sample in Prometheus text exposition format, if present. */
-export function prometheusValue(text: string, name: string): number | undefined {
-  for (const line of text.split('\n')) {
-    const match = /^(\S+?)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (match?.[1] === name) {
-      const value = Number(match[2]);
-      return Number.isFinite(value) ? value : undefined;
-    }
-  }
-  return undefined;
-}
-
 const round = (value: number, digits: number) => Number(value.toFixed(digits));
 const toMb = (bytes: number) => round(bytes / 2 ** 20, 1);
 
@@ -249,25 +240,20 @@ export class IntervalRecorder {
   }
 }
 
-/** Reads the mesh's resident memory in MB: this process when embedded, else `metricsUrl` if given. */
-function rssReader(embedded: boolean, metricsUrl: string | undefined): { source: string; read(): Promise<number | null> } {
-  if (embedded) return { source: 'process.memoryUsage().rss of this process (the embedded mesh and the benchmark client share it)', read: async () => toMb(process.memoryUsage().rss) };
-  if (!metricsUrl) return { source: 'unavailable: the mesh runs in another process (pass --metrics-url to read it from its Prometheus endpoint)', read: async () => null };
+/** Reads the mesh's resident memory in MB: from the mesh process the benchmark started, else from `metricsUrl` if given. */
+function rssReader(target: BenchTarget, metricsUrl: string | undefined): { source: string; read(): Promise<number | null> } {
+  const url = target.child?.metricsUrl ?? metricsUrl;
+  if (!url) return { source: 'unavailable: the mesh runs in another process (pass --metrics-url to read it from its Prometheus endpoint)', read: async () => null };
+  const whose = target.child ? ` (the mesh process the benchmark started, pid ${target.child.pid}; not the benchmark's own)` : '';
   let problem: string | undefined;
   return {
     get source() {
-      return `process_resident_memory_bytes at ${metricsUrl}${problem ? ` (last read failed: ${problem})` : ''}`;
+      return `process_resident_memory_bytes at ${url}${whose}${problem ? ` (last read failed: ${problem})` : ''}`;
     },
     read: async () => {
-      try {
-        const response = await fetch(metricsUrl, { signal: AbortSignal.timeout(5_000) });
-        const bytes = response.ok ? prometheusValue(await response.text(), 'process_resident_memory_bytes') : undefined;
-        problem = response.ok ? (bytes === undefined ? 'no such sample' : undefined) : `HTTP ${response.status}`;
-        return bytes === undefined ? null : toMb(bytes);
-      } catch (err) {
-        problem = (err as Error).message;
-        return null;
-      }
+      const sample = await readPrometheusSample(url, 'process_resident_memory_bytes');
+      problem = 'problem' in sample ? sample.problem : undefined;
+      return 'value' in sample ? toMb(sample.value) : null;
     },
   };
 }
@@ -348,13 +334,18 @@ async function followEvents(clients: MeshClients, pipeline: string, loadStartedA
  * second and the stage and run latency percentiles (hdr-histogram), and the
  * mesh's resident memory at the start and the end. Asserts nothing.
  */
-export async function runSustained(options: SustainedOptions): Promise<{ profile: string; machine: ReturnType<typeof machine>; sustained: SustainedResult }> {
+export async function runSustained(options: SustainedOptions): Promise<{ profile: string; mesh_process: MeshProcess; machine: ReturnType<typeof machine>; sustained: SustainedResult }> {
+  if (!options.address) options.reporter?.note('starting the mesh process');
+  return withBenchTarget(options.address, { signal: options.signal }, (target) => sustain(target, options));
+}
+
+async function sustain(target: BenchTarget, options: SustainedOptions): Promise<Awaited<ReturnType<typeof runSustained>>> {
   const intervalMs = options.intervalMs ?? DEFAULT_INTERVAL_MS;
   const durationMs = options.durationMs;
   const reporter = options.reporter;
-  const target = await benchTarget(options.address);
+  const signal = options.signal;
   const { clients } = target;
-  const rss = rssReader(!options.address, options.metricsUrl);
+  const rss = rssReader(target, options.metricsUrl);
   const controller = new AbortController();
   try {
     reporter?.note(`warming up (${WARMUP_RUNS} runs)`);
@@ -418,7 +409,7 @@ export async function runSustained(options: SustainedOptions): Promise<{ profile
     loadStartedAt = performance.now();
     let sampledIntervals = 0;
     let nextReportS = 0;
-    for (let elapsed = 0; elapsed < durationMs && !followError; elapsed = performance.now() - loadStartedAt) {
+    for (let elapsed = 0; elapsed < durationMs && !followError && !signal?.aborted; elapsed = performance.now() - loadStartedAt) {
       const due = runsDue(runsPerSec, elapsed, scheduledRuns);
       while (sent < due && inFlight < MAX_SUBMITS_IN_FLIGHT) {
         submitOne();
@@ -449,9 +440,10 @@ export async function runSustained(options: SustainedOptions): Promise<{ profile
     const drainLimitMs = Math.max(30_000, durationMs / 2);
     reporter?.note(`waiting for the submitted runs to end (at most ${Math.round(drainLimitMs / 1000)} s)`);
     const drainDeadline = loadEndedAt + drainLimitMs;
-    while (!followError && (inFlight > 0 || runs.finished < submitted) && performance.now() < drainDeadline) await sleep(50);
+    while (!followError && !signal?.aborted && (inFlight > 0 || runs.finished < submitted) && performance.now() < drainDeadline) await sleep(50);
     const drainS = round((performance.now() - loadEndedAt) / 1000, 2);
     controller.abort();
+    signal?.throwIfAborted();
     const failure = await followFailure;
     if (failure) throw new Error(`following the run events failed: ${(failure as Error).message ?? String(failure)}`, { cause: failure });
 
@@ -461,6 +453,7 @@ export async function runSustained(options: SustainedOptions): Promise<{ profile
     const intervals = recorder.intervals();
     return {
       profile: options.address ? `remote ${options.address}` : 'embedded',
+      mesh_process: target.meshProcess,
       machine: machine(),
       sustained: {
         rate_stages_per_sec: rate,
@@ -489,6 +482,5 @@ export async function runSustained(options: SustainedOptions): Promise<{ profile
     };
   } finally {
     controller.abort();
-    await target.close();
   }
 }

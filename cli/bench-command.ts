@@ -1,5 +1,6 @@
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
+import { MeshChildError } from '../bench/mesh-child.js';
 import { runBench } from '../bench/run-bench.js';
 import { MAX_RATE_STAGES_PER_SEC, MIN_DURATION_MS, runSustained, DEFAULT_INTERVAL_MS, type SustainedOptions, type SustainedReporter } from '../bench/sustained.js';
 import { parseDurationMs } from '../services/common/duration.js';
@@ -44,7 +45,7 @@ export function sustainedOptionsOf(flags: BenchFlags, address: string | undefine
     if (!(rate > 0 && rate <= MAX_RATE_STAGES_PER_SEC)) throw usage(`--rate expects stages per second (a number above 0, at most ${MAX_RATE_STAGES_PER_SEC}) or "auto", got "${flags.rate}"`);
   }
   if (flags.metricsUrl !== undefined) {
-    if (address === undefined) throw usage('--metrics-url applies with --address (the embedded mesh reads its own memory)');
+    if (address === undefined) throw usage('--metrics-url applies with --address (without it the benchmark reads the memory of the mesh process it starts)');
     if (!URL.canParse(flags.metricsUrl) || !/^https?:$/.test(new URL(flags.metricsUrl).protocol)) throw usage(`--metrics-url expects an http(s) URL, got "${flags.metricsUrl}"`);
   }
   return { address, durationMs, intervalMs, rate, metricsUrl: flags.metricsUrl };
@@ -73,7 +74,7 @@ function terminalReporter(stream: NodeJS.WriteStream): SustainedReporter {
 export function registerBenchCommand(program: Command): void {
   program
     .command('bench')
-    .description('measure throughput and latency; prints one JSON object (starts its own embedded mesh unless --address is given)')
+    .description('measure throughput and latency; prints one JSON object (starts an embedded mesh as a separate process unless --address is given)')
     .option('--json', 'print only the JSON result (the default output is JSON too)')
     .option('--only <list>', `comma-separated workloads: ${WORKLOADS.join(', ')}`)
     .option('--duration <duration>', 'sustained-load mode: offer load for this long (e.g. 60s) and report throughput, latency and memory over time')
@@ -87,13 +88,29 @@ export function registerBenchCommand(program: Command): void {
       const only = flags.only?.split(',').map((s) => s.trim());
       const unknown = only?.filter((w) => !WORKLOADS.includes(w)) ?? [];
       if (unknown.length) throw usage(`--only: unknown workload ${unknown.join(', ')} (known: ${WORKLOADS.join(', ')})`);
+      // Ctrl-C (or SIGTERM) stops the mesh process the benchmark started and ends the command; a second one exits at once.
+      const controller = new AbortController();
+      let signals = 0;
+      const interrupt = (signal: NodeJS.Signals) => {
+        if (++signals > 1) process.exit(130);
+        controller.abort(new CliError(`interrupted by ${signal}${address ? '' : '; the mesh process was stopped'}`, ExitCode.FAILED));
+      };
+      process.on('SIGINT', interrupt);
+      process.on('SIGTERM', interrupt);
       let result: unknown;
       try {
-        if (sustained) result = await runSustained({ ...sustained, reporter: tty ? terminalReporter(process.stderr) : undefined });
-        else result = await runBench({ address, only, progress: tty ? (line: string) => process.stderr.write(`bench: ${line}\n`) : undefined });
+        const signal = controller.signal;
+        if (sustained) result = await runSustained({ ...sustained, signal, reporter: tty ? terminalReporter(process.stderr) : undefined });
+        else result = await runBench({ address, only, signal, progress: tty ? (line: string) => process.stderr.write(`bench: ${line}\n`) : undefined });
       } catch (err) {
+        if (controller.signal.aborted) throw controller.signal.reason;
+        // The mesh process crashed or could not start: its exit and last output say why, without a stack.
+        if (err instanceof MeshChildError) throw new CliError(err.message, ExitCode.FAILED, { cause: err });
         // A mesh that cannot be reached, or that refuses a call, is said in one line.
         throw address ? describeCallError(err, address) : err;
+      } finally {
+        process.off('SIGINT', interrupt);
+        process.off('SIGTERM', interrupt);
       }
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     });
