@@ -4,7 +4,7 @@ import pg from 'pg';
 import { PgliteStore } from '../services/common/pglite-store.js';
 import { PostgresStore } from '../services/common/postgres-store.js';
 import { Evidence, Pipeline, RunState, StageState } from '../services/common/proto.js';
-import { MIGRATIONS, type Store } from '../services/common/store.js';
+import { MIGRATIONS, sqlLiteral, type Store } from '../services/common/store.js';
 import { RunStore, type NewRun } from '../services/scheduler/run-store.js';
 import { requirePostgres, TEST_POSTGRES_URL } from './support/tools.js';
 
@@ -108,6 +108,17 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
       assert.equal(loaded?.run.stages[0]!.attempts[0]!.startedAt?.getTime(), 1_700_000_000_000);
     });
 
+    it('stores quotes, backslashes and SQL in values exactly as given, and refuses NUL', async () => {
+      const hostile = `it's a \\ back'slash'); DROP TABLE runs; -- $$ \u00e9 "quoted"`;
+      const run = newRun('quoting', { inputs: { note: hostile }, labels: { [`key'`]: hostile } });
+      await runs.apply({ newRuns: [run], stages: [{ runId: run.runId, stageId: 'a', state: 'SUCCEEDED', outputs: { out: hostile } }] });
+      const stored = await runs.getRun(run.runId);
+      assert.deepEqual(stored.inputs, { note: hostile });
+      assert.deepEqual(stored.labels, { [`key'`]: hostile });
+      assert.deepEqual(stored.stages[0]!.outputs, { out: hostile });
+      assert.throws(() => sqlLiteral('a\0b'), /NUL/);
+    });
+
     it('writes nothing of a step whose statement fails', async () => {
       const run = newRun('atomic');
       await runs.apply({ newRuns: [run], newAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'QUEUED' }] });
@@ -163,7 +174,7 @@ storeConformance('PGlite', async () => {
     reopen: async () => {
       const { migrate } = await import('../services/common/store.js');
       await migrate(store);
-      return { query: store.query.bind(store), transaction: store.transaction.bind(store), close: async () => undefined };
+      return { query: store.query.bind(store), transaction: store.transaction.bind(store), script: store.script.bind(store), close: async () => undefined };
     },
     drop: () => store.close(),
   };

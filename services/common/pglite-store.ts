@@ -30,6 +30,11 @@ export class PgliteStore implements Store {
     return result.rows;
   }
 
+  async script(statements: readonly string[]): Promise<void> {
+    // exec sends one simple Query: its statements run as one implicit transaction.
+    if (statements.length > 0) await this.db.exec(statements.join(';\n'));
+  }
+
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     return this.db.transaction((tx) =>
       fn({ query: async <Row>(sql: string, params: unknown[] = []) => (await tx.query<Row>(sql, params)).rows }),

@@ -60,6 +60,11 @@ export class PostgresStore implements Store {
     return result.rows as Row[];
   }
 
+  async script(statements: readonly string[]): Promise<void> {
+    // Without parameters, pg sends one simple Query: its statements run as one implicit transaction.
+    if (statements.length > 0) await this.pool.query(statements.join(';\n'));
+  }
+
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
