@@ -160,16 +160,34 @@ export class Scheduler {
   #commit<T>(step: (changes: ChangeSet, after: (() => void)[]) => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.#ops.push({ step, resolve: resolve as (value: unknown) => void, reject });
-      // The commit starts after the event loop has read what the network
-      // brought meanwhile, so the submits and outcomes that arrived together
-      // share one transaction (a store call runs without yielding to I/O).
-      this.#flushing ??= new Promise<void>((wake) => setImmediate(wake))
-        .then(() => this.#flush())
-        .finally(() => (this.#flushing = undefined));
+      this.#scheduleFlush();
     });
   }
 
+  /**
+   * Starts a commit unless one is running. It starts after the event loop has
+   * read what the network brought meanwhile, so the submits and outcomes that
+   * arrived together share one transaction (a store call runs without
+   * yielding to I/O).
+   */
+  #scheduleFlush(): void {
+    if (this.#flushing) return;
+    this.#flushing = new Promise<void>((done) => setImmediate(() => void this.#flush().finally(done)));
+  }
+
   async #flush(): Promise<void> {
+    try {
+      await this.#commitWaiting();
+    } finally {
+      // Cleared in the same turn as the last check of #ops: a step queued by
+      // a continuation of this commit's callers (they run after this turn)
+      // then starts the next commit instead of waiting for one that has ended.
+      this.#flushing = undefined;
+      if (this.#ops.length > 0) this.#scheduleFlush();
+    }
+  }
+
+  async #commitWaiting(): Promise<void> {
     while (this.#ops.length > 0) {
       const batch = this.#ops.splice(0);
       const changes: ChangeSet = {};
@@ -575,7 +593,7 @@ export class Scheduler {
   /** Stops retries and timers and sends tasks still waiting; runs resume on the next start. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    await this.#flushing;
+    while (this.#flushing) await this.#flushing;
     for (const run of this.#active.values()) {
       clearTimeout(run.deadlineTimer);
       for (const record of run.stages.values()) clearTimeout(record.retryTimer);
