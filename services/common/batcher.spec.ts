@@ -12,6 +12,20 @@ describe('Batcher', () => {
     assert.deepEqual(batches, [[1, 2, 3]]);
   });
 
+  it('with maxDelayMs 0, sends what was added in one turn of the event loop together, at the end of that turn', async () => {
+    const batches: number[][] = [];
+    const batcher = new Batcher<number>({ flush: async (items) => void batches.push(items), maxDelayMs: 0 });
+    batcher.add(1);
+    await Promise.resolve();
+    batcher.add(2);
+    assert.deepEqual(batches, []);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(batches, [[1, 2]]);
+    batcher.add(3);
+    await batcher.close();
+    assert.deepEqual(batches, [[1, 2], [3]]);
+  });
+
   it('flushes at once when a batch is full, in order', async () => {
     const batches: number[][] = [];
     const batcher = new Batcher<number>({ flush: async (items) => void batches.push(items), maxBatch: 2, maxDelayMs: 1000 });

@@ -7,7 +7,11 @@ export interface BatcherOptions<T> {
   flush: (items: T[]) => Promise<void>;
   /** Flush as soon as this many items wait. @default 1000 */
   maxBatch?: number;
-  /** Longest an item waits before its batch is sent. @default 2 */
+  /**
+   * Longest an item waits before its batch is sent. 0 sends at the end of
+   * the current turn of the event loop (setImmediate): what arrived together
+   * still goes together, without a timer's millisecond. @default 2
+   */
   maxDelayMs?: number;
   /** Items kept when the receiver is down; past this, add() throws. @default 100000 */
   maxPending?: number;
@@ -21,7 +25,8 @@ export interface BatcherOptions<T> {
  */
 export class Batcher<T> {
   #items: T[] = [];
-  #timer?: NodeJS.Timeout;
+  /** Cancels the pending flush (a timer or an immediate), if one is set. */
+  #cancelLater?: () => void;
   #flushing?: Promise<void>;
   #closed = false;
   #lastFlushFailed = false;
@@ -43,20 +48,36 @@ export class Batcher<T> {
     }
     this.#items.push(...items);
     if (this.#items.length >= this.#options.maxBatch) void this.flush();
-    else this.#timer ??= setTimeout(() => void this.flush(), this.#options.maxDelayMs);
+    else this.#flushLater(this.#options.maxDelayMs);
   }
 
   /** Sends what is waiting now; resolves when it has been sent or has failed. */
   flush(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancelLater?.();
+    this.#cancelLater = undefined;
     this.#flushing ??= this.#drain().finally(() => {
       this.#flushing = undefined;
       // After a failure, wait before retrying so a receiver that is down is not hammered.
       const delayMs = this.#lastFlushFailed ? RETRY_DELAY_MS : this.#options.maxDelayMs;
-      if (this.#items.length > 0 && !this.#closed) this.#timer ??= setTimeout(() => void this.flush(), delayMs);
+      if (this.#items.length > 0 && !this.#closed) this.#flushLater(delayMs);
     });
     return this.#flushing;
+  }
+
+  /** Flushes after `delayMs` (0: at the end of this turn of the event loop), unless a flush is already due. */
+  #flushLater(delayMs: number): void {
+    if (this.#cancelLater) return;
+    const fire = () => {
+      this.#cancelLater = undefined;
+      void this.flush();
+    };
+    if (delayMs <= 0) {
+      const immediate = setImmediate(fire);
+      this.#cancelLater = () => clearImmediate(immediate);
+    } else {
+      const timer = setTimeout(fire, delayMs);
+      this.#cancelLater = () => clearTimeout(timer);
+    }
   }
 
   async #drain(): Promise<void> {
@@ -78,6 +99,7 @@ export class Batcher<T> {
   async close(): Promise<void> {
     this.#closed = true;
     await this.flush();
-    clearTimeout(this.#timer);
+    this.#cancelLater?.();
+    this.#cancelLater = undefined;
   }
 }

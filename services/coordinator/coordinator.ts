@@ -76,7 +76,7 @@ export class Coordinator {
     this.#leases = new LeaseTable(this.leaseTtlMs);
     this.#outcomes = new Batcher<Outcome>({
       maxBatch: 1000,
-      maxDelayMs: 1,
+      maxDelayMs: 0,
       flush: options.reportOutcomes,
       onError: (err) => options.logger.warn({ err }, 'reporting outcomes to the scheduler failed; will retry'),
     });

@@ -144,7 +144,7 @@ export class Scheduler {
   constructor(private readonly options: SchedulerOptions) {
     this.#tasks = new Batcher<Task>({
       maxBatch: 1000,
-      maxDelayMs: 1,
+      maxDelayMs: 0,
       flush: options.enqueue,
       onError: (err) => options.logger.warn({ err }, 'handing tasks to the coordinator failed; will retry'),
     });

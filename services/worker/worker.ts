@@ -86,7 +86,7 @@ export class Worker {
     this.#adapters = new Map((options.adapters ?? defaultAdapters(this.#eventBus, options.frameworks)).map((a) => [a.framework, a]));
     this.#outcomes = new Batcher<Outcome>({
       maxBatch: 500,
-      maxDelayMs: 1,
+      maxDelayMs: 0,
       flush: async (outcomes) => {
         if (!this.#stream) throw new Error('not connected');
         this.#stream.write({ outcomes: { outcomes } });
