@@ -258,28 +258,25 @@ export class RunStore {
   async loadRuns(runIds: readonly string[]): Promise<StoredRun[]> {
     if (runIds.length === 0) return [];
     const ids = [...new Set(runIds)];
-    const [rows, stages, attempts] = await Promise.all([
-      this.store.query<RunRow>('SELECT * FROM runs WHERE run_id = ANY($1::text[])', [ids]),
-      this.store.query<StageRow & { run_id: string }>('SELECT run_id, stage_id, state, outputs FROM stage_runs WHERE run_id = ANY($1::text[])', [ids]),
-      this.store.query<AttemptRow & { run_id: string }>('SELECT * FROM attempts WHERE run_id = ANY($1::text[]) ORDER BY run_id, stage_id, number', [ids]),
-    ]);
-    const byRun = <T extends { run_id: string }>(list: T[]) => {
-      const map = new Map<string, T[]>();
-      for (const item of list) {
-        const entries = map.get(item.run_id);
-        if (entries) entries.push(item);
-        else map.set(item.run_id, [item]);
-      }
-      return map;
-    };
-    const stagesByRun = byRun(stages);
-    const attemptsByRun = byRun(attempts);
+    // One statement: each round trip into the store costs more than the rows it reads.
+    const rows = await this.store.query<RunRow & { stage_rows: StageRow[]; attempt_rows: (Omit<AttemptRow, 'started_at' | 'finished_at'> & { started_at: string; finished_at: string | null })[] }>(
+      `SELECT r.*,
+              coalesce((SELECT jsonb_agg(jsonb_build_object('stage_id', s.stage_id, 'state', s.state, 'outputs', s.outputs))
+                          FROM stage_runs s WHERE s.run_id = r.run_id), '[]') AS stage_rows,
+              coalesce((SELECT jsonb_agg(jsonb_build_object('attempt_id', a.attempt_id, 'stage_id', a.stage_id, 'number', a.number, 'state', a.state,
+                                                            'node_id', a.node_id, 'started_at', a.started_at, 'finished_at', a.finished_at, 'evidence', a.evidence)
+                                         ORDER BY a.stage_id, a.number)
+                          FROM attempts a WHERE a.run_id = r.run_id), '[]') AS attempt_rows
+         FROM runs r WHERE r.run_id = ANY($1::text[])`,
+      [ids],
+    );
     const byId = new Map(rows.map((row) => [row.run_id, row]));
     return ids.flatMap((id) => {
       const row = byId.get(id);
       if (!row) return [];
+      const attempts = row.attempt_rows.map((a) => ({ ...a, started_at: new Date(a.started_at), finished_at: a.finished_at === null ? null : new Date(a.finished_at) }));
       return [{
-        run: toRun(row, stagesByRun.get(id) ?? [], attemptsByRun.get(id) ?? []),
+        run: toRun(row, row.stage_rows, attempts),
         definition: row.definition,
         deadlineAtMs: row.deadline_at ? row.deadline_at.getTime() : undefined,
         traceparent: row.traceparent ?? '',
