@@ -95,7 +95,63 @@ export const MIGRATIONS: readonly string[] = [
   // cost about a quarter of every commit on PGlite and guarded nothing more.
   `ALTER TABLE attempts DROP CONSTRAINT IF EXISTS attempts_run_id_stage_id_fkey;
    ALTER TABLE stage_runs DROP CONSTRAINT IF EXISTS stage_runs_run_id_fkey`,
+  // One scheduler step in one call (RunStore.apply): the function's statements
+  // are planned once per connection, where the same statements sent as text
+  // were parsed and planned again on every commit.
+  `CREATE FUNCTION stagemesh_apply_step(changes jsonb) RETURNS void LANGUAGE plpgsql AS $$
+   BEGIN
+     IF changes ? 'new_runs' THEN
+       INSERT INTO runs (run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, idempotency_key, deadline_at, traceparent, created_at)
+       SELECT run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, nullif(idempotency_key, ''), deadline_at, traceparent, created_at
+         FROM jsonb_to_recordset(changes->'new_runs') AS x(run_id text, pipeline_name text, pipeline_version text, definition jsonb,
+              state text, inputs jsonb, labels jsonb, priority int, idempotency_key text, deadline_at timestamptz, traceparent text, created_at timestamptz);
+       INSERT INTO stage_runs (run_id, stage_id, state)
+       SELECT run_id, stage_id, 'PENDING' FROM jsonb_to_recordset(changes->'new_stages') AS x(run_id text, stage_id text);
+     END IF;
+     IF changes ? 'stages' THEN
+       UPDATE stage_runs s SET state = x.state, outputs = coalesce(x.outputs, s.outputs)
+         FROM jsonb_to_recordset(changes->'stages') AS x(run_id text, stage_id text, state text, outputs jsonb)
+        WHERE s.run_id = x.run_id AND s.stage_id = x.stage_id;
+     END IF;
+     IF changes ? 'new_attempts' THEN
+       INSERT INTO attempts (attempt_id, run_id, stage_id, number, state, started_at)
+       SELECT attempt_id, run_id, stage_id, number, state, coalesce(started_at, now())
+         FROM jsonb_to_recordset(changes->'new_attempts') AS x(attempt_id text, run_id text, stage_id text, number int, state text, started_at timestamptz);
+     END IF;
+     IF changes ? 'finished_attempts' THEN
+       UPDATE attempts a SET state = x.state, node_id = x.node_id, evidence = x.evidence, finished_at = now()
+         FROM jsonb_to_recordset(changes->'finished_attempts') AS x(attempt_id text, state text, node_id text, evidence jsonb)
+        WHERE a.attempt_id = x.attempt_id;
+     END IF;
+     IF changes ? 'runs' THEN
+       UPDATE runs r SET state = x.state, reason = coalesce(x.reason, r.reason),
+              finished_at = CASE WHEN x.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') THEN now() ELSE r.finished_at END
+         FROM jsonb_to_recordset(changes->'runs') AS x(run_id text, state text, reason text)
+        WHERE r.run_id = x.run_id;
+     END IF;
+   END
+   $$`,
 ];
+
+/**
+ * The statements of a migration: split at semicolons that end a line,
+ * except inside a dollar-quoted body (a function's).
+ */
+export function migrationStatements(sql: string): string[] {
+  const statements: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (const line of sql.split('\n')) {
+    quoted = (line.split('$$').length - 1) % 2 === 1 ? !quoted : quoted;
+    current += `${line}\n`;
+    if (!quoted && /;\s*$/.test(line)) {
+      statements.push(current.replace(/;\s*$/, ''));
+      current = '';
+    }
+  }
+  statements.push(current);
+  return statements.map((s) => s.trim()).filter(Boolean);
+}
 
 /** Advisory lock key held while a migration runs. */
 const MIGRATION_LOCK = 0x5374_6167;
@@ -113,7 +169,7 @@ export async function migrate(store: Store): Promise<void> {
       await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
       const [done] = await tx.query('SELECT 1 FROM schema_migrations WHERE version = $1', [version]);
       if (done) return;
-      for (const statement of sql.split(/;\s*$/m).map((s) => s.trim()).filter(Boolean)) await tx.query(statement);
+      for (const statement of migrationStatements(sql)) await tx.query(statement);
       await tx.query('INSERT INTO schema_migrations (version) VALUES ($1)', [version]);
     });
   }

@@ -200,51 +200,45 @@ export class RunStore {
 
   /**
    * Applies one scheduler step atomically, in one round trip: each kind of
-   * change is one statement over all its rows (jsonb_to_recordset).
+   * change is one statement over all its rows (see stagemesh_apply_step).
    */
   async apply(changes: ChangeSet): Promise<void> {
-    const rows = (list: unknown[]) => `${sqlLiteral(json(list))}::jsonb`;
-    const statements: string[] = [];
-    if (changes.newRuns?.length) statements.push(...insertRuns(changes.newRuns));
-    if (changes.stages?.length) {
-      statements.push(
-        `UPDATE stage_runs s SET state = x.state, outputs = coalesce(x.outputs, s.outputs)
-           FROM jsonb_to_recordset(${rows(changes.stages.map((s) => ({ run_id: s.runId, stage_id: s.stageId, state: s.state, outputs: s.outputs ?? null })))}) AS x(run_id text, stage_id text, state text, outputs jsonb)
-          WHERE s.run_id = x.run_id AND s.stage_id = x.stage_id`,
-      );
+    const step: Record<string, unknown[]> = {};
+    if (changes.newRuns?.length) {
+      step.new_runs = changes.newRuns.map((r) => ({
+        run_id: r.runId,
+        pipeline_name: r.pipeline.name,
+        pipeline_version: r.pipeline.version,
+        definition: r.pipeline,
+        state: r.state,
+        inputs: r.inputs,
+        labels: r.labels,
+        priority: r.priority,
+        idempotency_key: r.idempotencyKey,
+        deadline_at: r.deadlineAtMs === undefined ? null : new Date(r.deadlineAtMs).toISOString(),
+        traceparent: r.traceparent ?? '',
+        created_at: new Date(r.createdAtMs).toISOString(),
+      }));
+      step.new_stages = changes.newRuns.flatMap((r) => r.pipeline.stages.map((s) => ({ run_id: r.runId, stage_id: s.id })));
     }
+    if (changes.stages?.length) step.stages = changes.stages.map((s) => ({ run_id: s.runId, stage_id: s.stageId, state: s.state, outputs: s.outputs ?? null }));
     if (changes.newAttempts?.length) {
-      statements.push(
-        `INSERT INTO attempts (attempt_id, run_id, stage_id, number, state, started_at)
-         SELECT attempt_id, run_id, stage_id, number, state, coalesce(started_at, now())
-           FROM jsonb_to_recordset(${rows(
-             changes.newAttempts.map((a) => ({
-               attempt_id: a.attemptId,
-               run_id: a.runId,
-               stage_id: a.stageId,
-               number: a.number,
-               state: a.state,
-               started_at: a.startedAtMs === undefined ? null : new Date(a.startedAtMs).toISOString(),
-             })),
-           )}) AS x(attempt_id text, run_id text, stage_id text, number int, state text, started_at timestamptz)`,
-      );
+      step.new_attempts = changes.newAttempts.map((a) => ({
+        attempt_id: a.attemptId,
+        run_id: a.runId,
+        stage_id: a.stageId,
+        number: a.number,
+        state: a.state,
+        started_at: a.startedAtMs === undefined ? null : new Date(a.startedAtMs).toISOString(),
+      }));
     }
     if (changes.finishedAttempts?.length) {
-      statements.push(
-        `UPDATE attempts a SET state = x.state, node_id = x.node_id, evidence = x.evidence, finished_at = now()
-           FROM jsonb_to_recordset(${rows(changes.finishedAttempts.map((a) => ({ attempt_id: a.attemptId, state: a.state, node_id: a.nodeId ?? '', evidence: a.evidence ?? null })))}) AS x(attempt_id text, state text, node_id text, evidence jsonb)
-          WHERE a.attempt_id = x.attempt_id`,
-      );
+      step.finished_attempts = changes.finishedAttempts.map((a) => ({ attempt_id: a.attemptId, state: a.state, node_id: a.nodeId ?? '', evidence: a.evidence ?? null }));
     }
-    if (changes.runs?.length) {
-      statements.push(
-        `UPDATE runs r SET state = x.state, reason = coalesce(x.reason, r.reason),
-                finished_at = CASE WHEN x.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') THEN now() ELSE r.finished_at END
-           FROM jsonb_to_recordset(${rows(changes.runs.map((r) => ({ run_id: r.runId, state: r.state, reason: r.reason ?? null })))}) AS x(run_id text, state text, reason text)
-          WHERE r.run_id = x.run_id`,
-      );
-    }
-    await this.store.script(statements);
+    if (changes.runs?.length) step.runs = changes.runs.map((r) => ({ run_id: r.runId, state: r.state, reason: r.reason ?? null }));
+    if (Object.keys(step).length === 0) return;
+    // One call in one round trip: the function (migration 6) applies each kind of change over all its rows.
+    await this.store.script([`SELECT stagemesh_apply_step(${sqlLiteral(json(step))}::jsonb)`]);
   }
 
   /** Loads one run with its stages and attempts. @throws NotFoundError */
@@ -306,33 +300,6 @@ export class RunStore {
     const rows = await this.store.query<{ run_id: string }>(`SELECT run_id FROM runs WHERE state IN ('PENDING', 'RUNNING') ORDER BY created_at`);
     return rows.map((r) => r.run_id);
   }
-}
-
-/** The statements inserting new runs with their stages (values inlined: see RunStore.apply). */
-function insertRuns(runs: NewRun[]): string[] {
-  const runRows = runs.map((r) => ({
-    run_id: r.runId,
-    pipeline_name: r.pipeline.name,
-    pipeline_version: r.pipeline.version,
-    definition: r.pipeline,
-    state: r.state,
-    inputs: r.inputs,
-    labels: r.labels,
-    priority: r.priority,
-    idempotency_key: r.idempotencyKey,
-    deadline_at: r.deadlineAtMs === undefined ? null : new Date(r.deadlineAtMs).toISOString(),
-    traceparent: r.traceparent ?? '',
-    created_at: new Date(r.createdAtMs).toISOString(),
-  }));
-  const stageRows = runs.flatMap((r) => r.pipeline.stages.map((s) => ({ run_id: r.runId, stage_id: s.id })));
-  return [
-    `INSERT INTO runs (run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, idempotency_key, deadline_at, traceparent, created_at)
-     SELECT run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, nullif(idempotency_key, ''), deadline_at, traceparent, created_at
-       FROM jsonb_to_recordset(${sqlLiteral(json(runRows))}::jsonb) AS x(run_id text, pipeline_name text, pipeline_version text, definition jsonb,
-            state text, inputs jsonb, labels jsonb, priority int, idempotency_key text, deadline_at timestamptz, traceparent text, created_at timestamptz)`,
-    `INSERT INTO stage_runs (run_id, stage_id, state)
-     SELECT run_id, stage_id, 'PENDING' FROM jsonb_to_recordset(${sqlLiteral(json(stageRows))}::jsonb) AS x(run_id text, stage_id text)`,
-  ];
 }
 
 /** Builds the wire Run (without stages) from a stored row, for listings. */

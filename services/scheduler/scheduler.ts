@@ -68,6 +68,11 @@ interface PendingStep {
 /** Times a stage is run again after losing its worker before it is failed. */
 const MAX_LOST_ATTEMPTS = 5;
 
+/** Least time between the starts of two commits while the scheduler is busy (see Scheduler.#spacing). */
+const BUSY_COMMIT_SPACING_MS = 2;
+/** Active runs from which the scheduler counts as busy: below, each commit starts at once. */
+const BUSY_ACTIVE_RUNS = 16;
+
 /** Runs read back from the store per step when resuming after a restart. */
 const RECOVER_BATCH = 200;
 
@@ -134,6 +139,8 @@ export class Scheduler {
   readonly #pendingRetries: { run: ActiveRun; record: StageRecord }[] = [];
   /** Steps waiting for the next group commit. */
   readonly #ops: PendingStep[] = [];
+  /** When the last commit began (performance.now()). */
+  #lastCommitAt = Number.NEGATIVE_INFINITY;
   #flushing?: Promise<void>;
   /** Idempotency keys of runs submitted by this process (the store's unique index backs it up). */
   readonly #keys = new Map<string, string>();
@@ -172,7 +179,24 @@ export class Scheduler {
    */
   #scheduleFlush(): void {
     if (this.#flushing) return;
-    this.#flushing = new Promise<void>((done) => setImmediate(() => void this.#flush().finally(done)));
+    this.#flushing = this.#spacing().then(() => this.#flush());
+  }
+
+  /**
+   * Waits until the next commit may start: the end of this turn of the event
+   * loop and, while many runs are active, BUSY_COMMIT_SPACING_MS after the
+   * previous commit began. Under load, commits back to back would each carry
+   * the few steps that came in during the last one and pay a commit's fixed
+   * cost for each; spaced, each carries more. A scheduler with few runs
+   * commits at once, so a lone run is not slowed down.
+   */
+  #spacing(): Promise<void> {
+    const waitMs = this.#nextCommitAt() - performance.now();
+    return new Promise<void>((resolve) => (waitMs > 0 ? setTimeout(resolve, waitMs) : setImmediate(resolve)));
+  }
+
+  #nextCommitAt(): number {
+    return this.#active.size >= BUSY_ACTIVE_RUNS ? this.#lastCommitAt + BUSY_COMMIT_SPACING_MS : 0;
   }
 
   async #flush(): Promise<void> {
@@ -189,6 +213,8 @@ export class Scheduler {
 
   async #commitWaiting(): Promise<void> {
     while (this.#ops.length > 0) {
+      if (performance.now() < this.#nextCommitAt()) await this.#spacing();
+      this.#lastCommitAt = performance.now();
       const batch = this.#ops.splice(0);
       const changes: ChangeSet = {};
       const after: (() => void)[] = [];
