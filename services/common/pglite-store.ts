@@ -1,48 +1,127 @@
-import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
+import { Worker } from 'node:worker_threads';
 import { migrate, type Queryable, type Store } from './store.js';
+
+/** What the store's thread (pglite-thread.ts) is asked to do. */
+export type StoreCommand = { op: 'query'; sql: string; params: unknown[] } | { op: 'exec'; sql: string } | { op: 'close' };
+
+/** A command with the id its reply will carry. */
+export type StoreRequest = StoreCommand & { id: number };
+
+/** The thread's answer to the request with the same id (id 0: the store is open). */
+export interface StoreReply {
+  id: number;
+  rows?: unknown[];
+  error?: { message: string; name: string; code?: string; detail?: string };
+}
+
+/** A statement the store refused, with PostgreSQL's SQLSTATE code when it has one. */
+export class StoreError extends Error {
+  override name = 'StoreError';
+  constructor(
+    message: string,
+    readonly code?: string,
+    readonly detail?: string,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * The embedded store: PGlite (PostgreSQL compiled to WebAssembly) persisting
  * to `dataDir`, with the same SQL and migrations as the PostgreSQL store.
+ * PGlite runs in a thread of its own, so the statements of a commit execute on
+ * the machine's other core while the mesh goes on serving its streams; a
+ * statement resolves once PGlite has executed it and synced the data folder.
  */
 export class PgliteStore implements Store {
   #closing?: Promise<void>;
+  #nextId = 1;
+  readonly #waiting = new Map<number, { resolve: (rows: unknown[]) => void; reject: (err: Error) => void }>();
+  /** Statements go one after another: a transaction's statements are never interleaved with others. */
+  #tail: Promise<unknown> = Promise.resolve();
 
-  private constructor(private readonly db: PGlite) {}
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (reply: StoreReply) => {
+      const waiting = this.#waiting.get(reply.id);
+      if (!waiting) return;
+      this.#waiting.delete(reply.id);
+      if (reply.error) waiting.reject(new StoreError(reply.error.message, reply.error.code, reply.error.detail));
+      else waiting.resolve(reply.rows ?? []);
+    });
+    // A thread that dies takes every statement in flight with it.
+    const fail = (err: Error) => {
+      for (const waiting of this.#waiting.values()) waiting.reject(err);
+      this.#waiting.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new StoreError(`the store's thread exited (code ${code})`)));
+  }
 
   /** Opens (creating if needed) the store in `dataDir` and applies migrations. Pass `memory://` for a throwaway store. */
   static async open(dataDir: string): Promise<PgliteStore> {
-    if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
-    const db = await PGlite.create(dataDir);
-    // PGlite runs no autovacuum, so table statistics stay those of an empty
-    // table and the planner would join a batch of changes to a whole table
-    // with a sequential scan, slower with every run stored. The store's
-    // statements join batches on primary keys: index lookups are always right.
-    await db.exec('SET enable_hashjoin = off; SET enable_mergejoin = off');
-    const store = new PgliteStore(db);
-    await migrate(store);
+    // Run from the TypeScript sources (tests, tsx), the thread loads its .ts
+    // file through tsx's loader, which a worker thread does not inherit.
+    const worker = import.meta.url.endsWith('.ts')
+      ? new Worker(
+          `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(new URL('./pglite-thread.ts', import.meta.url).href)}); })`,
+          { eval: true, workerData: { dataDir } },
+        )
+      : new Worker(new URL('./pglite-thread.js', import.meta.url), { workerData: { dataDir } });
+    const store = new PgliteStore(worker);
+    try {
+      await new Promise<unknown[]>((resolve, reject) => store.#waiting.set(0, { resolve, reject }));
+      await migrate(store);
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    }
     return store;
   }
 
-  async query<Row = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<Row[]> {
-    const result = await this.db.query<Row>(sql, params);
-    return result.rows;
+  #send(request: StoreCommand): Promise<unknown[]> {
+    const id = this.#nextId++;
+    return new Promise<unknown[]>((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+      this.worker.postMessage({ ...request, id });
+    });
   }
 
-  async script(statements: readonly string[]): Promise<void> {
+  /** Runs `work` once everything queued before it has finished. */
+  #inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(work);
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
+
+  query<Row = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<Row[]> {
+    return this.#inTurn(() => this.#send({ op: 'query', sql, params }) as Promise<Row[]>);
+  }
+
+  script(statements: readonly string[]): Promise<void> {
     // exec sends one simple Query: its statements run as one implicit transaction.
-    if (statements.length > 0) await this.db.exec(statements.join(';\n'));
+    if (statements.length === 0) return Promise.resolve();
+    return this.#inTurn(async () => void (await this.#send({ op: 'exec', sql: statements.join(';\n') })));
   }
 
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.db.transaction((tx) =>
-      fn({ query: async <Row>(sql: string, params: unknown[] = []) => (await tx.query<Row>(sql, params)).rows }),
-    );
+    return this.#inTurn(async () => {
+      await this.#send({ op: 'exec', sql: 'BEGIN' });
+      try {
+        const result = await fn({ query: async <Row>(sql: string, params: unknown[] = []) => (await this.#send({ op: 'query', sql, params })) as Row[] });
+        await this.#send({ op: 'exec', sql: 'COMMIT' });
+        return result;
+      } catch (err) {
+        await this.#send({ op: 'exec', sql: 'ROLLBACK' }).catch(() => undefined);
+        throw err;
+      }
+    });
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.db.close();
+    this.#closing ??= this.#inTurn(async () => {
+      await this.#send({ op: 'close' }).catch(() => undefined);
+      await this.worker.terminate();
+    });
     return this.#closing;
   }
 }
