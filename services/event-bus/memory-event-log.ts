@@ -23,7 +23,7 @@ export type { StartPosition, SubscriptionOptions } from './event-log.js';
 
 /** Retention of the in-process log. */
 export interface MemoryEventLogOptions {
-  /** Events kept; the oldest are dropped beyond this. @default 100000 */
+  /** Events kept; the oldest are dropped beyond this (an event takes about 1.8 KB of memory). @default 20000 */
   maxEvents?: number;
   /** Events older than this are dropped. @default 3600000 (1 h) */
   maxAgeMs?: number;
@@ -72,7 +72,7 @@ export class MemoryEventLog implements EventLog {
   readonly #maxAgeMs: number;
 
   constructor(options: MemoryEventLogOptions = {}) {
-    this.#maxEvents = options.maxEvents ?? 100_000;
+    this.#maxEvents = options.maxEvents ?? 20_000;
     this.#maxAgeMs = options.maxAgeMs ?? 3_600_000;
   }
 
