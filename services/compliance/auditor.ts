@@ -10,6 +10,13 @@ import { TEST_FRAMEWORKS } from './check-context.js';
 const TIMEOUT_GRACE_MS = 2_000;
 
 /**
+ * How long a finished run waits for others to be audited with it. The audit
+ * reads from the same store the scheduler commits to; reading runs one by
+ * one as they finish put a read in front of the next run's commits.
+ */
+const AUDIT_BATCH_DELAY_MS = 50;
+
+/**
  * Audits a finished run against the pipeline it ran: a stage that declared
  * evidence (outputs, artifacts, a test report) but produced none, or an
  * attempt that ran past its declared timeout. Matrix expansions of a stage
@@ -81,7 +88,7 @@ export interface Auditor {
  */
 export function createAuditor(options: AuditorOptions): Auditor {
   const pending = new Set<Promise<void>>();
-  // Runs finishing in the same turn of the event loop are fetched together.
+  // Runs finishing within AUDIT_BATCH_DELAY_MS of each other are fetched together.
   let batch: { runId: string; resolve: (found: RunToAudit | undefined) => void; reject: (err: unknown) => void }[] = [];
   const fetchBatch = () => {
     const taken = batch;
@@ -96,7 +103,7 @@ export function createAuditor(options: AuditorOptions): Auditor {
   };
   const fetchRun = (runId: string) =>
     new Promise<RunToAudit | undefined>((resolve, reject) => {
-      if (batch.push({ runId, resolve, reject }) === 1) setImmediate(fetchBatch);
+      if (batch.push({ runId, resolve, reject }) === 1) setTimeout(fetchBatch, AUDIT_BATCH_DELAY_MS);
     });
   const audit = async (runId: string) => {
     const found = await fetchRun(runId);
