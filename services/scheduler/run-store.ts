@@ -302,6 +302,45 @@ export class RunStore {
   }
 }
 
+/**
+ * A new run as GetRun will read it back once `changes` (its first step: the
+ * run, its stage changes and first attempts, nothing of other runs) are
+ * committed; SubmitRun answers with it without reading the store.
+ */
+export function newRunAsStored(changes: ChangeSet): Run {
+  const run = changes.newRuns![0]!;
+  const createdAt = new Date(run.createdAtMs);
+  const ended = changes.runs?.at(-1);
+  const stageState = new Map((changes.stages ?? []).map((s) => [s.stageId, s]));
+  return toRun(
+    {
+      run_id: run.runId,
+      pipeline_name: run.pipeline.name,
+      pipeline_version: run.pipeline.version,
+      definition: run.pipeline,
+      state: ended?.state ?? run.state,
+      inputs: run.inputs,
+      labels: run.labels,
+      priority: run.priority,
+      idempotency_key: run.idempotencyKey || null,
+      reason: ended?.reason ?? '',
+      created_at: createdAt,
+      finished_at: ended && TERMINAL_RUN_STATES.has(ended.state) ? createdAt : null,
+    },
+    run.pipeline.stages.map((stage) => ({ stage_id: stage.id, state: stageState.get(stage.id)?.state ?? 'PENDING', outputs: stageState.get(stage.id)?.outputs ?? {} })),
+    (changes.newAttempts ?? []).map((a) => ({
+      attempt_id: a.attemptId,
+      stage_id: a.stageId,
+      number: a.number,
+      state: a.state,
+      node_id: '',
+      started_at: new Date(a.startedAtMs ?? run.createdAtMs),
+      finished_at: null,
+      evidence: null,
+    })),
+  );
+}
+
 /** Builds the wire Run (without stages) from a stored row, for listings. */
 export function runSummary(row: RunRow): Run {
   return toRun(row, [], []);

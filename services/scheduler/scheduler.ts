@@ -6,13 +6,13 @@ import { InvalidArgumentError } from '../common/errors.js';
 import { lifecycleEvent, type EventPublisher } from '../common/event-publisher.js';
 import type { Logger } from '../common/logger.js';
 import { problemsToError, readPipelineOrThrow } from '../common/pipeline-document.js';
-import { Evidence, OutcomeStatus, Run, StageState, type Event, type Outcome, type Pipeline, type Report, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
+import { Evidence, OutcomeStatus, StageState, type Run, type Event, type Outcome, type Pipeline, type Report, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
 import { admissionError } from '../compliance/admission.js';
 import { checkExpressions, resolveExpressions } from './expressions.js';
 import { expandedStageId, expandMatrix, matrixCombinations, MAX_MATRIX_STAGES } from './matrix.js';
 import { beginRunTrace, withTraceparent, type TracedWork } from '../common/telemetry.js';
 import { finishStageSpan, startStageSpan } from './stage-tracing.js';
-import { runStateToWire, stageStateToWire, TERMINAL_RUN_STATES, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
+import { newRunAsStored, TERMINAL_RUN_STATES, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
 
 export interface SchedulerOptions {
   logger: Logger;
@@ -29,9 +29,8 @@ export interface SchedulerOptions {
 interface StageRecord {
   stage: Stage;
   status: StageStatus;
-  /** The attempt that holds the stage now, if any, and when it was created (ms since the epoch). */
+  /** The attempt that holds the stage now, if any. */
   attemptId?: string;
-  attemptStartedAtMs?: number;
   attemptNumber: number;
   /** Failed attempts so far, counted against retry.max_attempts. */
   failures: number;
@@ -319,10 +318,11 @@ export class Scheduler {
       }
       const createdAtMs = Date.now();
       const deadlineAtMs = deadlineMs === undefined ? undefined : createdAtMs + deadlineMs;
-      (changes.newRuns ??= []).push({ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key, deadlineAtMs, traceparent: run.traceparent, createdAtMs });
-      const tasks = this.#advance(run, changes);
-      // The answer is built now, before later steps change the run.
-      const answer = submittedRun(run, request, createdAtMs);
+      // The run's own first step, kept apart to build the answer, then joined to the commit.
+      const own: ChangeSet = { newRuns: [{ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key, deadlineAtMs, traceparent: run.traceparent, createdAtMs }] };
+      const tasks = this.#advance(run, own);
+      for (const [kind, list] of Object.entries(own) as [keyof ChangeSet, unknown[]][]) ((changes[kind] ??= []) as unknown[]).push(...list);
+      const answer = newRunAsStored(own);
       after.push(() => {
         this.#activate(run, deadlineAtMs);
         this.#publish(withTraceparent(lifecycleEvent('run.submitted', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { version: run.pipeline.version, stages: run.stages.size }), run.traceparent ?? ''));
@@ -369,9 +369,8 @@ export class Scheduler {
     record.status = 'QUEUED';
     record.attemptNumber++;
     record.attemptId = randomUUID();
-    record.attemptStartedAtMs = Date.now();
     (changes.stages ??= []).push({ runId: run.runId, stageId: stage.id, state: 'QUEUED' });
-    (changes.newAttempts ??= []).push({ attemptId: record.attemptId, runId: run.runId, stageId: stage.id, number: record.attemptNumber, state: 'QUEUED', startedAtMs: record.attemptStartedAtMs });
+    (changes.newAttempts ??= []).push({ attemptId: record.attemptId, runId: run.runId, stageId: stage.id, number: record.attemptNumber, state: 'QUEUED', startedAtMs: Date.now() });
     record.trace = startStageSpan(run.traceparent, { runId: run.runId, stageId: stage.id, attempt: record.attemptNumber, framework: stage.framework, pipelineName: run.pipeline.name });
     record.traceparent = record.trace?.traceparent;
     // A view, not a copy: building a map of every stage per task made wide runs quadratic.
@@ -633,34 +632,6 @@ export class Scheduler {
 function failureReason(run: ActiveRun): string {
   const failed = [...run.stages.values()].filter((r) => r.status === 'FAILED').map((r) => r.stage.id);
   return failed.length ? `stage${failed.length > 1 ? 's' : ''} ${failed.join(', ')} failed` : '';
-}
-
-/** The wire form of a run just submitted, from the scheduler's memory: what GetRun would read back. */
-function submittedRun(run: ActiveRun, request: SubmitRunRequest, createdAtMs: number): Run {
-  const createdAt = new Date(createdAtMs);
-  return Run.fromPartial({
-    runId: run.runId,
-    pipelineName: run.pipeline.name,
-    pipelineVersion: run.pipeline.version,
-    state: runStateToWire(run.status),
-    inputs: run.inputs,
-    stages: [...run.stages.values()].map((record) => ({
-      stageId: record.stage.id,
-      framework: record.stage.framework,
-      state: stageStateToWire(record.status),
-      needs: record.stage.needs,
-      attempts: record.attemptId
-        ? [{ attemptId: record.attemptId, number: record.attemptNumber, state: stageStateToWire(record.status), startedAt: new Date(record.attemptStartedAtMs ?? createdAtMs) }]
-        : [],
-      outputs: record.outputs,
-    })),
-    createdAt,
-    finishedAt: TERMINAL_RUN_STATES.has(run.status) ? createdAt : undefined,
-    idempotencyKey: request.idempotencyKey,
-    priority: run.priority,
-    labels: request.labels,
-    reason: run.status === 'FAILED' ? failureReason(run) : '',
-  });
 }
 
 /** Attempts lost with their worker carry an error starting with "lost:" (see the coordinator). */
