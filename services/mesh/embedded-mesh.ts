@@ -107,32 +107,28 @@ export class EmbeddedMesh {
     cleanups.push(() => publisher.close());
     const metrics = new MetricsService({ logger, store, publish: (event) => publisher.publish(event), regressionCheckIntervalMs: config.metricsCheckIntervalMs });
     cleanups.push(() => metrics.stop());
-    let coordinator: Coordinator | undefined;
-    const coordinatorOf = () => {
-      if (!coordinator) throw new Error('coordinator used before it was created');
-      return coordinator;
-    };
+    // The coordinator reports to the scheduler created below: outcomes only come back for tasks the scheduler sent.
+    const coordinator = new Coordinator({
+      logger,
+      leaseTtlMs: config.leaseTtlMs,
+      publisher,
+      reportOutcomes: async (outcomes) => void (await scheduler.applyOutcomes(outcomes)),
+    });
+    cleanups.push(() => coordinator.stop());
     const compliance = new Compliance(logger, {
       auditLog,
       // Placement (COF Spatial): the frameworks connected workers offer now.
-      availableFrameworks: async () => coordinatorOf().frameworks().map((f) => f.framework),
+      availableFrameworks: async () => coordinator.frameworks().map((f) => f.framework),
     });
     const scheduler = new Scheduler({
       logger,
       runs: runStore,
       publisher,
       validate: (pipeline) => traceLocalCall(ComplianceService.validate.path, () => compliance.validate(ValidateRequest.fromPartial({ pipeline }))),
-      enqueue: async (tasks) => void coordinatorOf().enqueue(tasks),
-      cancelTasks: async (runIds, reason) => void coordinatorOf().cancelRuns(runIds, reason),
+      enqueue: async (tasks) => void coordinator.enqueue(tasks),
+      cancelTasks: async (runIds, reason) => void coordinator.cancelRuns(runIds, reason),
     });
     cleanups.push(() => scheduler.stop());
-    coordinator = new Coordinator({
-      logger,
-      leaseTtlMs: config.leaseTtlMs,
-      publisher,
-      reportOutcomes: async (outcomes) => void (await scheduler.applyOutcomes(outcomes)),
-    });
-    cleanups.push(() => coordinator?.stop());
     const server = await GrpcServer.start({
       host: config.host,
       port: config.grpcPort,
