@@ -6,7 +6,9 @@ import { GrpcServer } from '../common/grpc-server.js';
 import { createLogger } from '../common/logger.js';
 import { ComplianceClient, Severity, type Policy } from '../common/proto.js';
 import { AuditLog } from './audit-log.js';
-import { createComplianceService } from './compliance-service.js';
+import { Compliance, createComplianceService } from './compliance-service.js';
+import { resolvePolicy } from './policy.js';
+import { readPipelineOrThrow } from '../common/pipeline-document.js';
 
 const terse = 'name: terse\nstages:\n  - { id: a, framework: shell, run: { command: make } }';
 const policyOf = (document: string): Policy => ({ threshold: 0, weights: {}, disabledRules: [], document, enforcement: '' });
@@ -74,5 +76,30 @@ describe('ComplianceService', () => {
     assert.deepEqual(findings.map((f) => f.ruleId), ['UCL1-audit-missing-output']);
     assert.deepEqual((await callUnary(client.audit.bind(client), { runId: 'other' })).findings, []);
     await assert.rejects(callUnary(client.audit.bind(client), { runId: '' }), (err: ServiceError) => err.code === status.INVALID_ARGUMENT);
+  });
+});
+
+describe('Compliance in process', () => {
+  it('reuses the report of a pipeline message until the policy or the frameworks of the cluster change', async () => {
+    let frameworks = ['shell'];
+    const compliance = new Compliance(createLogger({ level: 'silent' }), { availableFrameworks: async () => frameworks });
+    const pipeline = readPipelineOrThrow({ document: terse });
+    const first = await compliance.validate({ pipeline, policy: undefined });
+    assert.equal(await compliance.validate({ pipeline, policy: undefined }), first);
+    // An equal pipeline in another message is validated afresh, with an equal result.
+    const other = await compliance.validate({ pipeline: readPipelineOrThrow({ document: terse }), policy: undefined });
+    assert.notEqual(other, first);
+    assert.deepEqual(other, first);
+
+    compliance.setPolicy(resolvePolicy({ threshold: 0.95, enforcement: 'enforce' }));
+    const enforced = await compliance.validate({ pipeline, policy: undefined });
+    assert.equal(first.passed, true);
+    assert.equal(enforced.passed, false);
+
+    frameworks = ['mocha'];
+    await new Promise((resolve) => setTimeout(resolve, 1_050)); // the frameworks are asked at most once a second
+    const unplaced = await compliance.validate({ pipeline, policy: undefined });
+    assert.ok(unplaced.findings.some((f) => f.ruleId === 'COF10-framework-unavailable'));
+    assert.ok(!enforced.findings.some((f) => f.ruleId === 'COF10-framework-unavailable'));
   });
 });

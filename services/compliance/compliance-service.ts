@@ -2,7 +2,7 @@ import type { Logger } from '../common/logger.js';
 import { unary } from '../common/handlers.js';
 import { InvalidArgumentError } from '../common/errors.js';
 import type { ServiceRegistration } from '../common/grpc-server.js';
-import { ComplianceService as ComplianceDefinition, SERVICE_NAMES, type ComplianceServer, type Policy, type Report, type ValidateRequest } from '../common/proto.js';
+import { ComplianceService as ComplianceDefinition, SERVICE_NAMES, type ComplianceServer, type Pipeline, type Policy, type Report, type ValidateRequest } from '../common/proto.js';
 import type { AuditLog } from './audit-log.js';
 import { PolicyError } from './errors.js';
 import { DEFAULT_POLICY, Enforcement, policyFromMessage, policyToMessage, resolvePolicy, type ResolvedPolicy } from './policy.js';
@@ -56,6 +56,13 @@ export class Compliance {
   #policy: ResolvedPolicy;
   /** The frameworks of the cluster, asked at most once a second (the set changes only when workers join or leave). */
   #known?: { at: number; frameworks: Promise<readonly string[] | undefined> };
+  /**
+   * The last report of each pipeline message validated under the policy in
+   * force: a registered version is one immutable object that every run of it
+   * is admitted with, and a report depends only on the pipeline, the policy
+   * and the frameworks of the cluster.
+   */
+  #reports = new WeakMap<Pipeline, { policy: ResolvedPolicy; frameworks: string; report: Report }>();
 
   constructor(
     private readonly logger: Logger,
@@ -79,8 +86,16 @@ export class Compliance {
     if (request.document === undefined && !request.pipeline) {
       throw new InvalidArgumentError('a pipeline or a document is required', 'definition');
     }
-    const used = request.policy ? readPolicy(request.policy, 'policy') : this.#policy;
-    return validatePipeline(request, { policy: used, availableFrameworks: await this.#frameworks() });
+    const policy = request.policy ? readPolicy(request.policy, 'policy') : this.#policy;
+    const availableFrameworks = await this.#frameworks();
+    const { pipeline } = request;
+    if (request.policy || !pipeline || request.document !== undefined) return validatePipeline(request, { policy, availableFrameworks });
+    const frameworks = availableFrameworks?.join(',') ?? '*';
+    const last = this.#reports.get(pipeline);
+    if (last && last.policy === policy && last.frameworks === frameworks) return last.report;
+    const report = validatePipeline(request, { policy, availableFrameworks });
+    this.#reports.set(pipeline, { policy, frameworks, report });
+    return report;
   }
 
   #frameworks(): Promise<readonly string[] | undefined> {

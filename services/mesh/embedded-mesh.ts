@@ -6,7 +6,7 @@ import { createAuditor, type Auditor } from '../compliance/auditor.js';
 import type { MeshConfig } from '../common/config.js';
 import { UnavailableError } from '../common/errors.js';
 import { EventPublisher } from '../common/event-publisher.js';
-import { ComplianceService, SubmitRunRequest, ValidateRequest } from '../common/proto.js';
+import { ComplianceService, SubmitRunRequest } from '../common/proto.js';
 import { traceLocalCall } from '../common/telemetry.js';
 import { createMeshClients, type MeshClients } from '../common/grpc-client.js';
 import { GrpcServer } from '../common/grpc-server.js';
@@ -124,7 +124,7 @@ export class EmbeddedMesh {
       logger,
       runs: runStore,
       publisher,
-      validate: (pipeline) => traceLocalCall(ComplianceService.validate.path, () => compliance.validate(ValidateRequest.fromPartial({ pipeline }))),
+      validate: (pipeline) => traceLocalCall(ComplianceService.validate.path, () => compliance.validate({ pipeline, policy: undefined })),
       enqueue: async (tasks) => void coordinator.enqueue(tasks),
       cancelTasks: async (runIds, reason) => void coordinator.cancelRuns(runIds, reason),
     });
