@@ -3,8 +3,8 @@ import { build, type Histogram } from 'hdr-histogram-js';
 import { callUnary, type MeshClients } from '../services/common/grpc-client.js';
 import { subscribeEvents, subscribeRequest } from '../services/event-bus/event-stream.js';
 import { readPrometheusSample } from './prometheus-sample.js';
-import { chain, machine, MeshProcess, withBenchTarget, type BenchTarget } from './run-bench.js';
-import { chainDocument, submitOf } from './workloads.js';
+import { chain, machine, MeshProcess, warmUp, withBenchTarget, type BenchTarget } from './run-bench.js';
+import { chainDocument, registered } from './workloads.js';
 
 /** Stages of the chain the sustained mode submits (the same registered noop chain as `chain_stages_per_sec`). */
 export const CHAIN_LENGTH = 4;
@@ -23,8 +23,6 @@ const TICK_MS = 25;
 const MAX_SUBMITS_IN_FLIGHT = 2_000;
 /** Runs of the peak measurement behind `--rate auto` (the `chain_stages_per_sec` workload). */
 const PEAK_RUNS = 1_000;
-/** Runs submitted before anything is measured, so code is compiled and caches are warm. */
-const WARMUP_RUNS = 100;
 /** Pause before each memory sample, so the garbage collector and the mesh's batches settle. */
 const SETTLE_MS = 2_000;
 /** Stage outcome events (one per stage that finishes). */
@@ -82,6 +80,8 @@ export interface IntervalFigures {
 export interface SustainedResult {
   rate_stages_per_sec: number;
   rate_source: 'given' | 'auto';
+  /** Stages per second of each warm-up round of the chain workload (warmUp). */
+  warmup_chain_stages_per_sec: number[];
   /** `chain_stages_per_sec` measured just before, when the rate is `auto`. */
   peak_chain_stages_per_sec?: number;
   runs_per_sec: number;
@@ -348,8 +348,7 @@ async function sustain(target: BenchTarget, options: SustainedOptions): Promise<
   const rss = rssReader(target, options.metricsUrl);
   const controller = new AbortController();
   try {
-    reporter?.note(`warming up (${WARMUP_RUNS} runs)`);
-    await chain(clients, WARMUP_RUNS, CHAIN_LENGTH);
+    const warmup = await warmUp('chain', () => chain(clients, PEAK_RUNS, CHAIN_LENGTH), (line) => reporter?.note(line));
     let rate: number;
     let peak: number | undefined;
     if (options.rate === undefined || options.rate === 'auto') {
@@ -363,8 +362,8 @@ async function sustain(target: BenchTarget, options: SustainedOptions): Promise<
     const runsPerSec = rate / CHAIN_LENGTH;
     const scheduledRuns = Math.max(1, Math.round((runsPerSec * durationMs) / 1000));
 
-    const pipeline = `bench-sustained-${Date.now().toString(36)}`;
-    await callUnary(clients.scheduler.registerPipeline.bind(clients.scheduler), { document: chainDocument(pipeline, CHAIN_LENGTH) });
+    const submit = await registered(clients, chainDocument(`bench-sustained-${Date.now().toString(36)}`, CHAIN_LENGTH));
+    const pipeline = submit.pipelineRef!;
     const recorder = new IntervalRecorder(intervalMs, durationMs);
     let loadStartedAt = Number.POSITIVE_INFINITY;
     const runs = new RunTracker(recorder, () => loadStartedAt);
@@ -391,7 +390,7 @@ async function sustain(target: BenchTarget, options: SustainedOptions): Promise<
     const submitOne = () => {
       const at = performance.now();
       inFlight++;
-      void callUnary(clients.scheduler.submitRun.bind(clients.scheduler), submitOf('', { document: undefined, pipelineRef: pipeline }), { timeoutMs: 60_000 })
+      void callUnary(clients.scheduler.submitRun.bind(clients.scheduler), submit, { timeoutMs: 60_000 })
         .then(
           ({ run }) => {
             submitted++;
@@ -458,6 +457,7 @@ async function sustain(target: BenchTarget, options: SustainedOptions): Promise<
       sustained: {
         rate_stages_per_sec: rate,
         rate_source: peak === undefined ? 'given' : 'auto',
+        warmup_chain_stages_per_sec: warmup,
         ...(peak === undefined ? {} : { peak_chain_stages_per_sec: peak }),
         runs_per_sec: round(runsPerSec, 2),
         duration_s: durationMs / 1000,

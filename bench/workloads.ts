@@ -7,6 +7,16 @@ export function submitOf(document: string, fields: Partial<SubmitRunRequest> = {
   return { document, inputs: {}, idempotencyKey: '', priority: 0, deadline: '', labels: {}, ...fields };
 }
 
+/**
+ * Registers a pipeline document and returns the request that runs it by
+ * name, as a deployed pipeline is run (its text is parsed and validated once,
+ * at registration, not on every run).
+ */
+export async function registered(clients: MeshClients, document: string): Promise<SubmitRunRequest> {
+  const { pipeline } = await callUnary(clients.scheduler.registerPipeline.bind(clients.scheduler), { document });
+  return submitOf('', { document: undefined, pipelineRef: pipeline!.name });
+}
+
 /** A chain of `length` noop stages. */
 export function chainDocument(name: string, length: number): string {
   const stages = Array.from({ length }, (_, i) => `  - { id: s${i}, framework: noop${i ? `, needs: [s${i - 1}]` : ''} }`);
@@ -77,9 +87,9 @@ export async function submitAll(clients: MeshClients, requests: SubmitRunRequest
 }
 
 /** Runs one pipeline with RunAndWait and returns the elapsed time and whether it succeeded. */
-export async function runAndWait(clients: MeshClients, document: string, timeoutMs = 120_000): Promise<{ ms: number; succeeded: boolean }> {
+export async function runAndWait(clients: MeshClients, submit: SubmitRunRequest, timeoutMs = 120_000): Promise<{ ms: number; succeeded: boolean }> {
   const started = performance.now();
-  const { run } = await callUnary(clients.scheduler.runAndWait.bind(clients.scheduler), { submit: submitOf(document), waitTimeout: `${timeoutMs}ms` }, { timeoutMs: timeoutMs + 5_000 });
+  const { run } = await callUnary(clients.scheduler.runAndWait.bind(clients.scheduler), { submit, waitTimeout: `${timeoutMs}ms` }, { timeoutMs: timeoutMs + 5_000 });
   return { ms: performance.now() - started, succeeded: run?.state === RunState.RUN_STATE_SUCCEEDED };
 }
 
