@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { InvalidArgumentError, NotFoundError } from '../common/errors.js';
 import { bidiStream, unary } from '../common/handlers.js';
 import type { ServiceRegistration } from '../common/grpc-server.js';
@@ -19,12 +18,16 @@ const MAX_CAPACITY = 10_000;
 /** Largest task batch EnqueueTasks accepts in one call. */
 const MAX_ENQUEUE = 10_000;
 
+/** A worker's Connect stream as the coordinator reads and writes it: the gRPC call, or connectInProcess's. */
+export interface ConnectCall {
+  write(message: ConnectResponse): unknown;
+  on(event: 'data', listener: (message: ConnectRequest) => void): unknown;
+  once(event: 'end', listener: () => void): unknown;
+  once(event: 'error', listener: (err: Error) => void): unknown;
+}
+
 /** Runs one worker's Connect stream: hello first, then credits, heartbeats and outcomes. */
-async function serveConnect(
-  coordinator: Coordinator,
-  call: ServerDuplexStream<ConnectRequest, ConnectResponse>,
-  signal: AbortSignal,
-): Promise<void> {
+export async function serveConnect(coordinator: Coordinator, call: ConnectCall, signal: AbortSignal): Promise<void> {
   let session: NodeSession | undefined;
   const onMessage = (message: ConnectRequest) => {
     if (!session) {

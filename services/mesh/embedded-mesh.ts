@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { Coordinator, createCoordinatorService } from '../coordinator/index.js';
+import { connectInProcess, Coordinator, createCoordinatorService } from '../coordinator/index.js';
 import { Compliance, createComplianceService } from '../compliance/index.js';
 import { AuditLog } from '../compliance/audit-log.js';
 import { createAuditor, type Auditor } from '../compliance/auditor.js';
@@ -102,7 +102,7 @@ export class EmbeddedMesh {
     const eventLog = await openEventLog(config);
     cleanups.push(() => eventLog.close());
     // Services in this process call each other directly (the same calls the
-    // distributed profile makes over gRPC); the worker connects over gRPC.
+    // distributed profile makes over gRPC), the worker's Connect stream too.
     const publisher = new EventPublisher(async (events) => void (await eventLog.append(acceptEvents(events))), logger);
     cleanups.push(() => publisher.close());
     const metrics = new MetricsService({ logger, store, publish: (event) => publisher.publish(event), regressionCheckIntervalMs: config.metricsCheckIntervalMs });
@@ -171,7 +171,15 @@ export class EmbeddedMesh {
     cleanups.push(() => triggers.stop());
     const resumed = await scheduler.recover();
     if (resumed > 0) logger.info({ runs: resumed }, 'resumed unfinished runs');
-    const worker = options.worker === false ? undefined : await Worker.start({ address, logger, capacity: config.workerCapacity, nodeId: 'embedded-worker', drainTimeoutMs: config.shutdownTimeoutMs });
+    const worker = options.worker === false ? undefined : await Worker.start({
+          address,
+          // In process, like the services: the same Connect messages, without gRPC in between.
+          connect: () => connectInProcess(coordinator),
+          logger,
+          capacity: config.workerCapacity,
+          nodeId: 'embedded-worker',
+          drainTimeoutMs: config.shutdownTimeoutMs,
+        });
     cleanups.push(() => worker?.stop());
     const edge = await HttpEdge.start({ host: config.host, port: config.httpPort, clients, logger, metrics: metrics.exposition }).catch((err: unknown) => {
       throw portError(err, 'HTTP', config.httpPort);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
+import { credentials } from '@grpc/grpc-js';
 import { Batcher } from '../common/batcher.js';
 import { GRPC_CHANNEL_OPTIONS } from '../common/channel-options.js';
 import type { Logger } from '../common/logger.js';
@@ -11,9 +11,24 @@ import { detectAdapters } from './adapters/detect-frameworks.js';
 import { WaitEventAdapter } from './adapters/wait-event-adapter.js';
 import { endAttemptSpan, startAttemptSpan } from './attempt-tracing.js';
 
+/** The worker's end of its Connect stream: a gRPC call to the coordinator, or connectInProcess's. */
+export interface ConnectStream {
+  write(message: ConnectRequest): unknown;
+  end(): unknown;
+  on(event: 'data', listener: (message: ConnectResponse) => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+  once(event: 'status', listener: () => void): unknown;
+}
+
 export interface WorkerOptions {
   /** Coordinator address, "host:port". */
   address: string;
+  /**
+   * Opens the Connect stream (and again after it broke). @default a gRPC call
+   * to the coordinator at `address`
+   */
+  connect?: () => ConnectStream;
   logger: Logger;
   /** @default "<hostname>-<random>" */
   nodeId?: string;
@@ -58,7 +73,7 @@ const RECONNECT_DELAY_MS = 500;
  */
 export class Worker {
   #state: WorkerState = 'connecting';
-  #stream?: ClientDuplexStream<ConnectRequest, ConnectResponse>;
+  #stream?: ConnectStream;
   #heartbeat?: NodeJS.Timeout;
   #reconnect?: NodeJS.Timeout;
   #stopping?: Promise<void>;
@@ -67,7 +82,9 @@ export class Worker {
   readonly #running = new Map<string, AbortController>();
   /** Places freed by finished stages since the last credit grant. */
   #freed = 0;
-  readonly #client: CoordinatorClient;
+  /** The gRPC client behind the default `connect`. */
+  readonly #client?: CoordinatorClient;
+  readonly #open: () => ConnectStream;
   readonly #eventBus: EventBusClient;
   readonly #adapters: Map<string, FrameworkAdapter>;
   readonly #outcomes: Batcher<Outcome>;
@@ -80,7 +97,12 @@ export class Worker {
   private constructor(private readonly options: WorkerOptions) {
     this.nodeId = options.nodeId ?? `${hostname()}-${randomUUID().slice(0, 8)}`;
     this.capacity = options.capacity ?? 8;
-    this.#client = new CoordinatorClient(options.address, credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
+    if (options.connect) this.#open = options.connect;
+    else {
+      const client = new CoordinatorClient(options.address, credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
+      this.#client = client;
+      this.#open = () => client.connect();
+    }
     // The event bus answers at the coordinator's address in the embedded profile.
     this.#eventBus = new EventBusClient(options.eventBusAddress ?? options.address, credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
     this.#adapters = new Map((options.adapters ?? defaultAdapters(this.#eventBus, options.frameworks)).map((a) => [a.framework, a]));
@@ -114,7 +136,7 @@ export class Worker {
   }
 
   #connect(): void {
-    const stream = this.#client.connect();
+    const stream = this.#open();
     this.#stream = stream;
     stream.write({ hello: { nodeId: this.nodeId, frameworks: this.frameworks, capacity: this.capacity, labels: { host: hostname() } } });
     stream.on('data', (message: ConnectResponse) => this.#onMessage(message));
@@ -214,7 +236,7 @@ export class Worker {
         stream.end();
         await Promise.race([ended, new Promise<void>((resolve) => setTimeout(resolve, STREAM_END_TIMEOUT_MS).unref())]);
       }
-      this.#client.close();
+      this.#client?.close();
       this.#eventBus.close();
       this.#resolveClosed();
     })();
