@@ -21,10 +21,19 @@ export function unary<Req, Res>(
 ): handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const controller = new AbortController();
-    call.once('cancelled', () => controller.abort());
+    let answered = false;
+    // grpc-js reports 'cancelled' after every answered call too: only a cancel
+    // before the answer stops the work (an abort costs an exception object).
+    call.once('cancelled', () => answered || controller.abort());
     fn(call.request, controller.signal, call).then(
-      (response) => callback(null, response),
-      (err: unknown) => callback(toServiceError(err, logger)),
+      (response) => {
+        answered = true;
+        callback(null, response);
+      },
+      (err: unknown) => {
+        answered = true;
+        callback(toServiceError(err, logger));
+      },
     );
   };
 }
