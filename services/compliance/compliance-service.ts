@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from '../common/logger.js';
 import { unary } from '../common/handlers.js';
 import { InvalidArgumentError } from '../common/errors.js';
@@ -19,6 +20,9 @@ export const SERVICE_START_POLICY: ResolvedPolicy = resolvePolicy({ ...policyDat
 function policyDataOf(policy: ResolvedPolicy): Record<string, unknown> {
   return { threshold: policy.threshold, enforcement: policy.enforcement, weights: { ...policy.weights } };
 }
+
+/** Validation reports Compliance keeps for pipelines validated again. */
+const MAX_REMEMBERED_REPORTS = 256;
 
 /** How long the frameworks of the cluster are reused between validations. */
 const FRAMEWORKS_TTL_MS = 1_000;
@@ -57,12 +61,15 @@ export class Compliance {
   /** The frameworks of the cluster, asked at most once a second (the set changes only when workers join or leave). */
   #known?: { at: number; frameworks: Promise<readonly string[] | undefined> };
   /**
-   * The last report of each pipeline message validated under the policy in
-   * force: a registered version is one immutable object that every run of it
-   * is admitted with, and a report depends only on the pipeline, the policy
-   * and the frameworks of the cluster.
+   * Reports of the pipelines validated lately under the policy in force, by
+   * content (MAX_REMEMBERED_REPORTS at most, the least recently used go
+   * first): every run of a pipeline is admitted with the same definition, and
+   * a report depends only on the pipeline, the policy and the frameworks of
+   * the cluster, so it is computed again only when one of them changed.
    */
-  #reports = new WeakMap<Pipeline, { policy: ResolvedPolicy; frameworks: string; report: Report }>();
+  readonly #reports = new Map<string, { policy: ResolvedPolicy; frameworks: string; report: Report }>();
+  /** The content key of each pipeline message seen (a registered version is one object, so hashed once; messages are not changed once validated). */
+  readonly #keys = new WeakMap<Pipeline, string>();
 
   constructor(
     private readonly logger: Logger,
@@ -91,11 +98,26 @@ export class Compliance {
     const { pipeline } = request;
     if (request.policy || !pipeline || request.document !== undefined) return validatePipeline(request, { policy, availableFrameworks });
     const frameworks = availableFrameworks?.join(',') ?? '*';
-    const last = this.#reports.get(pipeline);
-    if (last && last.policy === policy && last.frameworks === frameworks) return last.report;
+    const key = this.#keyOf(pipeline);
+    const last = this.#reports.get(key);
+    this.#reports.delete(key);
+    if (last && last.policy === policy && last.frameworks === frameworks) {
+      this.#reports.set(key, last);
+      return last.report;
+    }
     const report = validatePipeline(request, { policy, availableFrameworks });
-    this.#reports.set(pipeline, { policy, frameworks, report });
+    this.#reports.set(key, { policy, frameworks, report });
+    if (this.#reports.size > MAX_REMEMBERED_REPORTS) this.#reports.delete(this.#reports.keys().next().value!);
     return report;
+  }
+
+  #keyOf(pipeline: Pipeline): string {
+    let key = this.#keys.get(pipeline);
+    if (key === undefined) {
+      key = createHash('sha256').update(JSON.stringify(pipeline)).digest('base64');
+      this.#keys.set(pipeline, key);
+    }
+    return key;
   }
 
   #frameworks(): Promise<readonly string[] | undefined> {
