@@ -81,11 +81,15 @@ describe('sustained load', () => {
   });
 
   describe('IntervalRecorder', () => {
-    it('sorts stages into intervals by when they were observed and gives stages per second', () => {
+    it('sorts finished stages and sampled latencies into intervals by when they were observed and gives stages per second', () => {
       const recorder = new IntervalRecorder(1_000, 3_000);
-      for (let i = 0; i < 10; i++) recorder.stageFinished(100 + i, 5);
-      for (let i = 0; i < 20; i++) recorder.stageFinished(1_500, 7);
-      recorder.stageFinished(3_000, 9); // after the window: totals only
+      recorder.stagesFinished(100, 4);
+      recorder.stagesFinished(900, 6);
+      for (let i = 0; i < 10; i++) recorder.stageLatency(100 + i, 5);
+      recorder.stagesFinished(1_500, 20);
+      for (let i = 0; i < 20; i++) recorder.stageLatency(1_500, 7);
+      recorder.stagesFinished(3_000, 4); // after the window: not counted
+      recorder.stageLatency(3_000, 9); // after the window: totals only
       const intervals = recorder.intervals();
       assert.deepEqual(
         intervals.map((i) => [i.t_s, i.stages_per_sec]),
@@ -103,7 +107,7 @@ describe('sustained load', () => {
 
     it('divides by the real length of a shorter last interval', () => {
       const recorder = new IntervalRecorder(2_000, 3_000);
-      for (let i = 0; i < 10; i++) recorder.stageFinished(2_500, undefined);
+      recorder.stagesFinished(2_500, 10);
       assert.equal(recorder.count, 2);
       assert.deepEqual(recorder.interval(1).t_s, 3);
       assert.equal(recorder.interval(1).stages_per_sec, 10);

@@ -1,6 +1,7 @@
 import { loadavg } from 'node:os';
 import { build, type Histogram } from 'hdr-histogram-js';
 import { callUnary, type MeshClients } from '../services/common/grpc-client.js';
+import type { Event } from '../services/common/proto.js';
 import { subscribeEvents, subscribeRequest } from '../services/event-bus/event-stream.js';
 import { readPrometheusSample } from './prometheus-sample.js';
 import { chain, machine, MeshProcess, warmUp, withBenchTarget, type BenchTarget } from './run-bench.js';
@@ -27,6 +28,13 @@ const PEAK_RUNS = 1_000;
 const SETTLE_MS = 2_000;
 /** Stage outcome events (one per stage that finishes). */
 const OUTCOMES = ['stage.succeeded', 'stage.failed', 'stage.cancelled'];
+/**
+ * One run in this many is a probe whose stage events the benchmark follows
+ * for stage latency: following every stage's events would put a second,
+ * larger load on the mesh (two events per stage streamed to one client) than
+ * the one being measured.
+ */
+export const PROBE_EVERY = 10;
 
 /** Options of runSustained. */
 export interface SustainedOptions {
@@ -66,9 +74,9 @@ export interface Percentiles {
 export interface IntervalFigures {
   /** Seconds since load started, at the interval's end. */
   t_s: number;
-  /** Stage outcomes received in the interval ÷ its length. */
+  /** Stages of the runs whose `run.finished` arrived in the interval (CHAIN_LENGTH each) ÷ its length. */
   stages_per_sec: number;
-  /** From a stage's `stage.ready` event to its outcome event, both as stamped by the bus; by the outcome's arrival. */
+  /** Of the probe runs' stages: from a stage's `stage.ready` event to its outcome event, both as stamped by the bus; by the outcome's arrival. */
   stage_latency_ms: Percentiles;
   /** From the SubmitRun call to the arrival of `run.finished`, on the benchmark's clock; by the arrival. */
   run_latency_ms: Percentiles;
@@ -193,11 +201,15 @@ export class IntervalRecorder {
     return Math.floor(atMs / this.intervalMs);
   }
 
-  /** A stage finished, observed at `atMs`; its latency when known. */
-  stageFinished(atMs: number, latencyMs: number | undefined): void {
+  /** `count` stages finished, observed at `atMs`. */
+  stagesFinished(atMs: number, count: number): void {
     const i = this.#index(atMs);
-    if (i !== undefined) this.#stages[i]!++;
-    if (latencyMs === undefined) return;
+    if (i !== undefined) this.#stages[i]! += count;
+  }
+
+  /** A sampled stage's ready → outcome latency, observed at `atMs`. */
+  stageLatency(atMs: number, latencyMs: number): void {
+    const i = this.#index(atMs);
     const us = Math.max(0, Math.round(latencyMs * 1000));
     if (i !== undefined) this.#stageLatency[i]!.recordValue(us);
     this.#stageTotal.recordValue(us);
@@ -299,30 +311,35 @@ class RunTracker {
 }
 
 /**
- * Follows the stage and run events of `pipeline` on the bus, recording each
- * stage's ready → outcome latency into `recorder` and each run's end into
- * `runs`. Resolves when `signal` aborts; rejects if the subscription fails
- * (e.g. the benchmark fell so far behind that the bus gave up on it).
+ * Follows the bus until `signal` aborts: `run.finished` of the load and probe
+ * pipelines (each run's end goes to `runs`, its CHAIN_LENGTH stages to the
+ * throughput of the interval it ended in) and the stage events of the probe
+ * pipeline alone (each stage's ready → outcome latency). Rejects if a
+ * subscription fails (e.g. the benchmark fell so far behind that the bus gave
+ * up on it).
  */
-async function followEvents(clients: MeshClients, pipeline: string, loadStartedAt: () => number, recorder: IntervalRecorder, runs: RunTracker, signal: AbortSignal): Promise<void> {
+async function followEvents(clients: MeshClients, pipelines: { load: string; probe: string }, loadStartedAt: () => number, recorder: IntervalRecorder, runs: RunTracker, signal: AbortSignal): Promise<void> {
   const readyAt = new Map<string, number>();
-  const request = subscribeRequest({ subjects: ['stage.ready', ...OUTCOMES, 'run.finished'], filter: { pipeline }, newOnly: true });
-  for await (const { event } of subscribeEvents(clients.eventBus, request, signal)) {
-    if (!event) continue;
+  const onEvent = (event: Event) => {
     const at = performance.now();
     const runId = event.attributes.run_id ?? '';
     const stageKey = `${runId}/${event.attributes.stage_id ?? ''}`;
     const stamped = event.time?.getTime();
-    if (event.type === 'stage.ready') {
-      if (stamped !== undefined) readyAt.set(stageKey, stamped);
-    } else if (event.type === 'run.finished') {
+    if (event.type === 'run.finished') {
       runs.ended(runId, at, String((event.data as { state?: unknown } | undefined)?.state ?? ''));
+      recorder.stagesFinished(at - loadStartedAt(), CHAIN_LENGTH);
+    } else if (event.type === 'stage.ready') {
+      if (stamped !== undefined) readyAt.set(stageKey, stamped);
     } else {
       const ready = readyAt.get(stageKey);
       readyAt.delete(stageKey);
-      recorder.stageFinished(at - loadStartedAt(), ready !== undefined && stamped !== undefined ? stamped - ready : undefined);
+      if (ready !== undefined && stamped !== undefined) recorder.stageLatency(at - loadStartedAt(), stamped - ready);
     }
-  }
+  };
+  const follow = async (subjects: string[], pipeline: string) => {
+    for await (const { event } of subscribeEvents(clients.eventBus, subscribeRequest({ subjects, filter: { pipeline }, newOnly: true }), signal)) if (event) onEvent(event);
+  };
+  await Promise.all([follow(['run.finished'], pipelines.load), follow(['stage.ready', ...OUTCOMES, 'run.finished'], pipelines.probe)]);
 }
 
 /**
@@ -362,13 +379,14 @@ async function sustain(target: BenchTarget, options: SustainedOptions): Promise<
     const runsPerSec = rate / CHAIN_LENGTH;
     const scheduledRuns = Math.max(1, Math.round((runsPerSec * durationMs) / 1000));
 
-    const submit = await registered(clients, chainDocument(`bench-sustained-${Date.now().toString(36)}`, CHAIN_LENGTH));
-    const pipeline = submit.pipelineRef!;
+    // Every PROBE_EVERY-th run is of an identical probe pipeline whose stage events are followed.
+    const name = `bench-sustained-${Date.now().toString(36)}`;
+    const [load, probe] = await Promise.all([registered(clients, chainDocument(name, CHAIN_LENGTH)), registered(clients, chainDocument(`${name}-probe`, CHAIN_LENGTH))]);
     const recorder = new IntervalRecorder(intervalMs, durationMs);
     let loadStartedAt = Number.POSITIVE_INFINITY;
     const runs = new RunTracker(recorder, () => loadStartedAt);
     // Settles to the error that ended the subscription, or undefined once aborted.
-    const followFailure = followEvents(clients, pipeline, () => loadStartedAt, recorder, runs, controller.signal).then(
+    const followFailure = followEvents(clients, { load: load.pipelineRef!, probe: probe.pipelineRef! }, () => loadStartedAt, recorder, runs, controller.signal).then(
       () => undefined,
       (err: unknown) => err ?? new Error('the event subscription failed'),
     );
@@ -390,7 +408,7 @@ async function sustain(target: BenchTarget, options: SustainedOptions): Promise<
     const submitOne = () => {
       const at = performance.now();
       inFlight++;
-      void callUnary(clients.scheduler.submitRun.bind(clients.scheduler), submit, { timeoutMs: 60_000 })
+      void callUnary(clients.scheduler.submitRun.bind(clients.scheduler), sent % PROBE_EVERY === 0 ? probe : load, { timeoutMs: 60_000 })
         .then(
           ({ run }) => {
             submitted++;
