@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { createLogger } from '../common/logger.js';
 import { PgliteStore } from '../common/pglite-store.js';
-import { OutcomeStatus, RunState, SubmitRunRequest, ValidateRequest, type Task } from '../common/proto.js';
+import { OutcomeStatus, RunState, SubmitRunRequest, ValidateRequest, type Pipeline, type Task } from '../common/proto.js';
+import { readPipelineOrThrow } from '../common/pipeline-document.js';
 import { Compliance } from '../compliance/compliance-service.js';
 import { RunStore } from './run-store.js';
 import { Scheduler } from './scheduler.js';
@@ -69,6 +70,30 @@ describe('Scheduler', () => {
       const stored = await scheduler.getRun(runs[199]!.runId);
       assert.equal(stored.state, RunState.RUN_STATE_SUCCEEDED);
       assert.equal(stored.createdAt?.getTime(), runs[199]!.createdAt?.getTime(), 'SubmitRun and GetRun agree on when the run was made');
+    } finally {
+      await scheduler.stop();
+    }
+  });
+  it('scores the registered version at registration, so its runs are admitted with a report already made', async () => {
+    const logger = createLogger({ level: 'silent' });
+    const compliance = new Compliance(logger);
+    const scored: Pipeline[] = [];
+    const scheduler = new Scheduler({
+      logger,
+      runs: new RunStore(store, { exclusive: true }),
+      validate: async (pipeline) => {
+        scored.push(pipeline);
+        return compliance.validate({ pipeline, policy: undefined });
+      },
+      enqueue: async () => undefined,
+      cancelTasks: async () => undefined,
+    });
+    try {
+      const registered = await scheduler.register(readPipelineOrThrow({ document: chain('scored', 2) }));
+      assert.equal(registered.version, '1');
+      assert.deepEqual(scored.map((p) => p.version), ['', '1']);
+      await scheduler.submit(SubmitRunRequest.fromPartial({ pipelineRef: 'scored' }));
+      assert.deepEqual(scored.at(-1), scored[1]);
     } finally {
       await scheduler.stop();
     }
