@@ -24,8 +24,14 @@ const TICK_MS = 25;
 const MAX_SUBMITS_IN_FLIGHT = 2_000;
 /** Runs of the peak measurement behind `--rate auto` (the `chain_stages_per_sec` workload). */
 const PEAK_RUNS = 1_000;
-/** Pause before each memory sample, so the garbage collector and the mesh's batches settle. */
-const SETTLE_MS = 2_000;
+/**
+ * Quiet before each of the two memory samples. V8 gives back the heap it grew
+ * under load only after a few seconds without it (its memory reducer): 2 s
+ * after a load the heap was still as large as during it, 15–20 s after it had
+ * shrunk by about 200 MB. Both samples wait as long, so they compare what the
+ * mesh keeps, not how far its heap had grown just before.
+ */
+const SETTLE_MS = 20_000;
 /** Stage outcome events (one per stage that finishes). */
 const OUTCOMES = ['stage.succeeded', 'stage.failed', 'stage.cancelled'];
 /**
@@ -34,7 +40,7 @@ const OUTCOMES = ['stage.succeeded', 'stage.failed', 'stage.cancelled'];
  * larger load on the mesh (two events per stage streamed to one client) than
  * the one being measured.
  */
-export const PROBE_EVERY = 10;
+export const PROBE_EVERY = 4;
 
 /** Options of runSustained. */
 export interface SustainedOptions {
