@@ -38,6 +38,8 @@ interface Unacked {
   deliveries: number;
   /** When it is redelivered, in ms since the epoch. */
   dueMs: number;
+  /** The subscription it was last delivered to (handed back when that one leaves). */
+  holder: object;
 }
 
 /** A durable consumer of the in-process log: a cursor plus its unacknowledged deliveries. */
@@ -52,6 +54,12 @@ interface MemoryConsumer {
   /** Next sequence to look at for a first delivery. */
   cursor: number;
   unacked: Map<number, Unacked>;
+  /**
+   * No unacknowledged delivery is due before this time (ms since the epoch):
+   * a lower bound of their `dueMs`, so a delivery looks through `unacked`
+   * only when one may be due, not for every event.
+   */
+  nextDueMs: number;
   /** Wakes the subscriptions reading this consumer. */
   wakers: Set<() => void>;
 }
@@ -194,6 +202,7 @@ export class MemoryEventLog implements EventLog {
       maxAckPending: durable.maxAckPending ?? DEFAULT_MAX_ACK_PENDING,
       cursor: this.#startSequence(options.start, eventMatcher(options.subjects, options.filter)),
       unacked: new Map(),
+      nextDueMs: Number.POSITIVE_INFINITY,
       wakers: new Set(),
     };
     this.#consumers.set(durable.name, consumer);
@@ -222,7 +231,7 @@ export class MemoryEventLog implements EventLog {
    * deliveries go first, oldest sequence first, before any new event.
    */
   async *#subscribeDurable(consumer: MemoryConsumer, signal: AbortSignal): AsyncGenerator<Delivery> {
-    const mine = new Set<number>();
+    const holder = {};
     let wake: (() => void) | undefined;
     let timer: NodeJS.Timeout | undefined;
     const waker = () => {
@@ -234,13 +243,12 @@ export class MemoryEventLog implements EventLog {
     signal.addEventListener('abort', waker);
     try {
       while (!signal.aborted) {
-        const next = this.#nextDelivery(consumer, Date.now());
+        const next = this.#nextDelivery(consumer, Date.now(), holder);
         if (next) {
-          mine.add(next.event.sequence);
           yield next;
           continue;
         }
-        const dueMs = Math.min(...[...consumer.unacked.values()].map((u) => u.dueMs));
+        const dueMs = consumer.nextDueMs;
         await new Promise<void>((resolve) => {
           wake = resolve;
           if (Number.isFinite(dueMs)) timer = setTimeout(waker, Math.max(1, dueMs - Date.now()));
@@ -252,37 +260,50 @@ export class MemoryEventLog implements EventLog {
       signal.removeEventListener('abort', waker);
       consumer.wakers.delete(waker);
       // A subscriber that leaves hands its unacknowledged events straight back, so the next one gets them first and in order.
-      for (const sequence of mine) {
-        const unacked = consumer.unacked.get(sequence);
-        if (unacked) unacked.dueMs = 0;
+      for (const unacked of consumer.unacked.values()) {
+        if (unacked.holder === holder) unacked.dueMs = 0;
       }
+      consumer.nextDueMs = 0;
       for (const wakeOther of consumer.wakers) wakeOther();
     }
   }
 
-  #nextDelivery(consumer: MemoryConsumer, nowMs: number): Delivery | undefined {
-    let due: number | undefined;
-    for (const [sequence, unacked] of consumer.unacked) {
-      if (unacked.dueMs <= nowMs && (due === undefined || sequence < due)) due = sequence;
-    }
-    if (due !== undefined) {
-      const unacked = consumer.unacked.get(due)!;
-      const event = this.#at(due);
-      if (!event || unacked.deliveries >= consumer.maxDeliver) {
-        // Expired from retention, or delivered maxDeliver times: the consumer gives up on it.
-        consumer.unacked.delete(due);
-        return this.#nextDelivery(consumer, nowMs);
+  #nextDelivery(consumer: MemoryConsumer, nowMs: number, holder: object): Delivery | undefined {
+    if (consumer.nextDueMs <= nowMs) {
+      // Redeliver the lowest sequence that is due; the others bound the next look.
+      let due: number | undefined;
+      let nextDueMs = Number.POSITIVE_INFINITY;
+      for (const [sequence, unacked] of consumer.unacked) {
+        if (unacked.dueMs <= nowMs && (due === undefined || sequence < due)) {
+          if (due !== undefined) nextDueMs = Math.min(nextDueMs, consumer.unacked.get(due)!.dueMs);
+          due = sequence;
+        } else nextDueMs = Math.min(nextDueMs, unacked.dueMs);
       }
-      unacked.deliveries++;
-      unacked.dueMs = nowMs + consumer.ackTimeoutMs;
-      return { event, delivery: unacked.deliveries };
+      consumer.nextDueMs = nextDueMs;
+      if (due !== undefined) {
+        const unacked = consumer.unacked.get(due)!;
+        const event = this.#at(due);
+        if (!event || unacked.deliveries >= consumer.maxDeliver) {
+          // Expired from retention, or delivered maxDeliver times: the consumer gives up on it.
+          consumer.unacked.delete(due);
+          consumer.nextDueMs = Math.min(consumer.nextDueMs, unacked.dueMs);
+          return this.#nextDelivery(consumer, nowMs, holder);
+        }
+        unacked.deliveries++;
+        unacked.dueMs = nowMs + consumer.ackTimeoutMs;
+        unacked.holder = holder;
+        consumer.nextDueMs = Math.min(consumer.nextDueMs, unacked.dueMs);
+        return { event, delivery: unacked.deliveries };
+      }
     }
     if (consumer.unacked.size >= consumer.maxAckPending) return undefined;
     consumer.cursor = Math.max(consumer.cursor, this.#events[0]?.sequence ?? consumer.cursor);
     while (consumer.cursor < this.#nextSequence) {
       const event = this.#at(consumer.cursor++)!;
       if (!consumer.matches(event)) continue;
-      consumer.unacked.set(event.sequence, { deliveries: 1, dueMs: nowMs + consumer.ackTimeoutMs });
+      const dueMs = nowMs + consumer.ackTimeoutMs;
+      consumer.unacked.set(event.sequence, { deliveries: 1, dueMs, holder });
+      consumer.nextDueMs = Math.min(consumer.nextDueMs, dueMs);
       return { event, delivery: 1 };
     }
     return undefined;
