@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callUnary } from '../services/common/grpc-client.js';
-import { RunState } from '../services/common/proto.js';
-import { flushTelemetry, serviceNameOf, startTelemetry, stopTelemetry, TracedComponent } from '../services/common/telemetry.js';
+import { RunState, type Event } from '../services/common/proto.js';
+import { flushTelemetry, handleTracedEvent, serviceNameOf, startAttemptWork, startTelemetry, stopTelemetry, traceAttemptHop, TracedComponent, traceparentOf } from '../services/common/telemetry.js';
 import { startJaeger, type JaegerInstance } from './support/jaeger.js';
 import { inline, runToEnd, startTestMesh, waitForRun, type TestMesh } from './support/mesh.js';
 import { runCli } from './support/cli.js';
@@ -182,5 +182,20 @@ describe('observability - one trace per run in a real Jaeger', function () {
       await mesh?.destroy();
       rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+  it('passes a trace the sampler left out on unchanged, recording nothing, and continues a sampled one', () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const unsampled = `00-${traceId}-00f067aa0ba902b7-00`;
+    const sampled = `00-${traceId}-00f067aa0ba902b7-01`;
+    const fields = { runId: 'r1', stageId: 's1', attempt: 1, framework: 'noop', pipelineName: 'p' };
+    assert.equal(traceAttemptHop(TracedComponent.COORDINATOR, 'dispatch stage', unsampled, fields), unsampled);
+    assert.equal(startAttemptWork(TracedComponent.WORKER, 'run noop stage', unsampled, fields), undefined);
+    let handled = false;
+    handleTracedEvent(TracedComponent.METRICS, 'record stage.ready', { headers: { traceparent: unsampled } } as unknown as Event, () => {
+      handled = true;
+      assert.equal(traceparentOf(), '', 'no span is active for an unsampled event');
+    });
+    assert.ok(handled);
+    assert.match(traceAttemptHop(TracedComponent.COORDINATOR, 'dispatch stage', sampled, fields), new RegExp(`^00-${traceId}-(?!00f067aa0ba902b7)[0-9a-f]{16}-01$`));
   });
 });

@@ -216,6 +216,16 @@ export function traceparentOf(ctx: Context = context.active()): string {
   return carrier.traceparent ?? '';
 }
 
+/**
+ * True when tracing is on and `traceparent` names a sampled trace (its flags
+ * end in an odd hex digit): only then does a hop record a span. A trace the
+ * sampler left out is passed on unchanged, so its runs pay for no span
+ * objects, context switches or header formatting on their hops.
+ */
+export function recording(traceparent: string | undefined): traceparent is string {
+  return state !== undefined && !!traceparent && (Number.parseInt(traceparent.charAt(traceparent.length - 1), 16) & 1) === 1;
+}
+
 /** The context a `traceparent` names (the root context for '' or garbage). */
 export function contextOf(traceparent: string | undefined): Context {
   if (!state || !traceparent) return ROOT_CONTEXT;
@@ -257,7 +267,7 @@ export function endWork(work: TracedWork | undefined, attributes: Attributes = {
  * while tracing is off it returns `traceparent` unchanged.
  */
 export function traceHop(component: TracedComponent, name: string, traceparent: string, attributes: Attributes): string {
-  if (!state || !traceparent) return traceparent;
+  if (!recording(traceparent)) return traceparent;
   const work = startWork(component, name, traceparent, attributes);
   work!.span.end();
   return work!.traceparent;
@@ -286,7 +296,7 @@ function eventAttributes(event: Event): Attributes {
  */
 export function handleTracedEvent<T>(component: TracedComponent, name: string, event: Event, handle: () => T): T {
   const traceparent = event.headers?.traceparent;
-  if (!state || !traceparent) return handle();
+  if (!recording(traceparent)) return handle();
   const work = startWork(component, name, traceparent, eventAttributes(event), SpanKind.CONSUMER)!;
   const ctx = context.active();
   const fail = (err: unknown) => endWork(work, {}, (err as Error)?.message ?? String(err));
@@ -308,7 +318,7 @@ export function handleTracedEvent<T>(component: TracedComponent, name: string, e
  */
 export function traceAppend(event: Event): Event {
   const traceparent = event.headers?.traceparent;
-  if (!state || !traceparent) return event;
+  if (!recording(traceparent)) return event;
   const next = traceHop(TracedComponent.EVENT_BUS, `publish ${event.type}`, traceparent, eventAttributes(event));
   return { ...event, headers: { ...event.headers, traceparent: next } };
 }
@@ -445,7 +455,7 @@ export function attemptAttributes(fields: AttemptFields): Attributes {
  * next hop continues from (unchanged while tracing is off).
  */
 export function traceAttemptHop(component: TracedComponent, name: string, traceparent: string, fields: AttemptFields | undefined, nodeId = ''): string {
-  if (!state || !traceparent) return traceparent;
+  if (!recording(traceparent)) return traceparent;
   const attributes = fields ? attemptAttributes(fields) : {};
   if (nodeId) attributes['stagemesh.node_id'] = nodeId;
   return traceHop(component, name, traceparent, attributes);
@@ -453,7 +463,7 @@ export function traceAttemptHop(component: TracedComponent, name: string, tracep
 
 /** Starts the span of a stage attempt under `parent` (undefined while tracing is off or without a parent). */
 export function startAttemptWork(component: TracedComponent, name: string, parent: string | undefined, fields: AttemptFields, nodeId = ''): TracedWork | undefined {
-  if (!state || !parent) return undefined;
+  if (!recording(parent)) return undefined;
   const attributes = attemptAttributes(fields);
   if (nodeId) attributes['stagemesh.node_id'] = nodeId;
   return startWork(component, name, parent, attributes);
