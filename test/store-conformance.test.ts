@@ -67,6 +67,16 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
       assert.deepEqual((await runs.listPipelines(10, 'alpha')).map((p) => p.name), ['reg']);
     });
 
+    it('lists the pipelines whose latest version declares triggers', async () => {
+      const push = [{ event: 'git.push', match: { repo: 'x' } }];
+      await runs.registerPipeline({ ...pipeline('trig-once'), triggers: push });
+      await runs.registerPipeline(pipeline('trig-once', ['a']));
+      await runs.registerPipeline({ ...pipeline('trig-now', ['a']), triggers: push });
+      await runs.registerPipeline({ ...pipeline('trig-now'), triggers: push });
+      const triggered = (await runs.triggeredPipelines()).filter((p) => p.name.startsWith('trig-'));
+      assert.deepEqual(triggered.map((p) => [p.name, p.version, p.triggers.length]), [['trig-now', '2', 1]]);
+    });
+
     it('serves a pipeline a shared store has newly registered elsewhere; an exclusive store answers from memory', async () => {
       const other = new RunStore(t.store);
       await runs.registerPipeline(pipeline('shared', ['a']));

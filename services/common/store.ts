@@ -131,6 +131,10 @@ export const MIGRATIONS: readonly string[] = [
      END IF;
    END
    $$`,
+  // Each version's triggers beside its definition, so the trigger listener
+  // finds the pipelines that declare some without reading every definition.
+  `ALTER TABLE pipelines ADD COLUMN triggers jsonb NOT NULL DEFAULT '[]';
+   UPDATE pipelines SET triggers = coalesce(definition->'triggers', '[]')`,
 ];
 
 /**

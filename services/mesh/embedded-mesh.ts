@@ -161,10 +161,7 @@ export class EmbeddedMesh {
     const triggers = TriggerListener.start({
       events: eventLog,
       logger,
-      pipelines: async () =>
-        (await runStore.listPipelines(1000))
-          .filter((p) => p.triggers.length > 0)
-          .map((p) => ({ pipelineRef: p.name, triggers: p.triggers, inputNames: Object.keys(p.inputs) })),
+      pipelines: async () => (await runStore.triggeredPipelines()).map((p) => ({ pipelineRef: p.name, triggers: p.triggers, inputNames: Object.keys(p.inputs) })),
       submit: async (pipelineRef, inputs, event) =>
         void (await scheduler.submit(SubmitRunRequest.fromPartial({ pipelineRef, inputs, idempotencyKey: `trigger:${event.id}:${pipelineRef}`, labels: { trigger: event.type } }))),
     });

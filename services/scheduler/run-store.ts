@@ -167,7 +167,7 @@ export class RunStore {
         if (existing.same) return { stored: existing.definition, latest: false };
         throw new AlreadyExistsError(`pipeline ${pipeline.name}@${version} already exists with a different definition; register a new version`);
       }
-      await tx.query('INSERT INTO pipelines (name, version, seq, definition) VALUES ($1, $2, $3, $4)', [pipeline.name, version, seq, json(stored)]);
+      await tx.query('INSERT INTO pipelines (name, version, seq, definition, triggers) VALUES ($1, $2, $3, $4, $5)', [pipeline.name, version, seq, json(stored), json(stored.triggers)]);
       return { stored, latest: true };
     });
     return this.#remember(stored, latest);
@@ -189,6 +189,16 @@ export class RunStore {
     const rows = await this.store.query<{ definition: Pipeline }>(
       `SELECT DISTINCT ON (name) definition FROM pipelines WHERE name > $1 ORDER BY name, seq DESC LIMIT $2`,
       [after, limit],
+    );
+    return rows.map((r) => r.definition);
+  }
+
+  /** The latest version of every pipeline whose latest version declares triggers, by name. */
+  async triggeredPipelines(): Promise<Pipeline[]> {
+    // The definitions of pipelines without triggers are never read (only their small triggers column).
+    const rows = await this.store.query<{ definition: Pipeline }>(
+      `SELECT definition FROM (SELECT DISTINCT ON (name) name, triggers, definition FROM pipelines ORDER BY name, seq DESC) latest
+        WHERE triggers <> '[]'::jsonb ORDER BY name`,
     );
     return rows.map((r) => r.definition);
   }
