@@ -168,15 +168,18 @@ export class EmbeddedMesh {
     cleanups.push(() => triggers.stop());
     const resumed = await scheduler.recover();
     if (resumed > 0) logger.info({ runs: resumed }, 'resumed unfinished runs');
-    const worker = options.worker === false ? undefined : await Worker.start({
-          address,
-          // In process, like the services: the same Connect messages, without gRPC in between.
-          connect: () => connectInProcess(coordinator),
-          logger,
-          capacity: config.workerCapacity,
-          nodeId: 'embedded-worker',
-          drainTimeoutMs: config.shutdownTimeoutMs,
-        });
+    const worker =
+      options.worker === false
+        ? undefined
+        : await Worker.start({
+            address,
+            // In process, like the services: the same Connect messages, without gRPC in between.
+            connect: () => connectInProcess(coordinator),
+            logger,
+            capacity: config.workerCapacity,
+            nodeId: 'embedded-worker',
+            drainTimeoutMs: config.shutdownTimeoutMs,
+          });
     cleanups.push(() => worker?.stop());
     const edge = await HttpEdge.start({ host: config.host, port: config.httpPort, clients, logger, metrics: metrics.exposition }).catch((err: unknown) => {
       throw portError(err, 'HTTP', config.httpPort);
