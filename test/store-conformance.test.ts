@@ -98,6 +98,8 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
         stages: [{ runId: run.runId, stageId: 'a', state: 'QUEUED' }],
         newAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'QUEUED', startedAtMs: 1_700_000_000_000 }],
       });
+      // The new run's stages are stored in the state its first step gave them.
+      assert.deepEqual((await runs.getRun(run.runId)).stages.map((s) => [s.stageId, s.state]), [['a', StageState.STAGE_STATE_QUEUED], ['b', StageState.STAGE_STATE_PENDING]]);
       await runs.apply({
         finishedAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'SUCCEEDED', nodeId: 'n1', evidence: Evidence.fromPartial({ exitCode: 0, durationMs: 12, logTail: 'ok' }) }],
         stages: [{ runId: run.runId, stageId: 'a', state: 'SUCCEEDED', outputs: { version: '1' } }],

@@ -214,6 +214,14 @@ export class RunStore {
    */
   async apply(changes: ChangeSet): Promise<void> {
     const step: Record<string, unknown[]> = {};
+    // A new run's stages are inserted in the state this step leaves them in, not inserted PENDING and then updated.
+    const newRunIds = new Set(changes.newRuns?.map((r) => r.runId));
+    const newStageState = new Map<string, StageStatus>();
+    const stageUpdates: StageChange[] = [];
+    for (const change of changes.stages ?? []) {
+      if (newRunIds.has(change.runId) && !Object.keys(change.outputs ?? {}).length) newStageState.set(`${change.runId}\u0000${change.stageId}`, change.state);
+      else stageUpdates.push(change);
+    }
     if (changes.newRuns?.length) {
       step.new_runs = changes.newRuns.map((r) => ({
         run_id: r.runId,
@@ -229,9 +237,9 @@ export class RunStore {
         traceparent: r.traceparent ?? '',
         created_at: new Date(r.createdAtMs).toISOString(),
       }));
-      step.new_stages = changes.newRuns.flatMap((r) => r.pipeline.stages.map((s) => ({ run_id: r.runId, stage_id: s.id })));
+      step.new_stages = changes.newRuns.flatMap((r) => r.pipeline.stages.map((s) => ({ run_id: r.runId, stage_id: s.id, state: newStageState.get(`${r.runId}\u0000${s.id}`) ?? null })));
     }
-    if (changes.stages?.length) step.stages = changes.stages.map((s) => ({ run_id: s.runId, stage_id: s.stageId, state: s.state, outputs: s.outputs ?? null }));
+    if (stageUpdates.length) step.stages = stageUpdates.map((s) => ({ run_id: s.runId, stage_id: s.stageId, state: s.state, outputs: s.outputs ?? null }));
     if (changes.newAttempts?.length) {
       step.new_attempts = changes.newAttempts.map((a) => ({
         attempt_id: a.attemptId,
@@ -247,7 +255,7 @@ export class RunStore {
     }
     if (changes.runs?.length) step.runs = changes.runs.map((r) => ({ run_id: r.runId, state: r.state, reason: r.reason ?? null }));
     if (Object.keys(step).length === 0) return;
-    // One call in one round trip: the function (migration 6) applies each kind of change over all its rows.
+    // One call in one round trip: the function (migrations 6 and 8) applies each kind of change over all its rows.
     await this.store.script([`SELECT stagemesh_apply_step(${sqlLiteral(json(step))}::jsonb)`]);
   }
 
