@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { PgliteStore } from '../services/common/pglite-store.js';
 import { PostgresStore } from '../services/common/postgres-store.js';
-import { Evidence, Pipeline, RunState, StageState } from '../services/common/proto.js';
+import { Evidence, Pipeline, Run, RunState, StageState } from '../services/common/proto.js';
 import { MIGRATIONS, sqlLiteral, type Store } from '../services/common/store.js';
 import { RunStore, type NewRun } from '../services/scheduler/run-store.js';
 import { requirePostgres, TEST_POSTGRES_URL } from './support/tools.js';
@@ -118,6 +118,40 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
       assert.equal(loaded?.definition.name, 'write');
       assert.equal(loaded?.run.createdAt?.getTime(), run.createdAtMs);
       assert.equal(loaded?.run.stages[0]!.attempts[0]!.startedAt?.getTime(), 1_700_000_000_000);
+    });
+
+    it('answers GetRun of an exclusive store from memory with exactly what is stored', async () => {
+      const exclusive = new RunStore(t.store, { exclusive: true });
+      const shared = new RunStore(t.store);
+      const run = newRun('mirrored');
+      const attempt = (stageId: string, number: number) => ({ attemptId: `${run.runId}-${stageId}${number}`, runId: run.runId, stageId, number });
+      const steps = [
+        { newRuns: [run], stages: [{ runId: run.runId, stageId: 'a', state: 'QUEUED' as const }], newAttempts: [{ ...attempt('a', 1), state: 'QUEUED' as const, startedAtMs: Date.now() }] },
+        {
+          finishedAttempts: [{ ...attempt('a', 1), state: 'FAILED' as const, nodeId: 'n1', evidence: Evidence.fromPartial({ exitCode: 2, durationMs: 7, logTail: 'boom', error: 'exit 2' }) }],
+          newAttempts: [{ ...attempt('a', 2), state: 'QUEUED' as const, startedAtMs: Date.now() }],
+        },
+        {
+          finishedAttempts: [{ ...attempt('a', 2), state: 'SUCCEEDED' as const, nodeId: 'n2', evidence: Evidence.fromPartial({ exitCode: 0, durationMs: 3, logTail: 'ok' }) }],
+          stages: [
+            { runId: run.runId, stageId: 'a', state: 'SUCCEEDED' as const, outputs: { version: '7' } },
+            { runId: run.runId, stageId: 'b', state: 'SKIPPED' as const },
+          ],
+          runs: [{ runId: run.runId, state: 'SUCCEEDED' as const, reason: 'done' }],
+        },
+      ];
+      const wire = (r: Run) => Run.toJSON(r);
+      for (const step of steps) {
+        await exclusive.apply(step);
+        assert.deepEqual(wire(await exclusive.getRun(run.runId)), wire(await shared.getRun(run.runId)));
+      }
+      const finished = await exclusive.getRun(run.runId);
+      assert.equal(finished.state, RunState.RUN_STATE_SUCCEEDED);
+      assert.deepEqual(finished.stages[0]!.attempts.map((a) => [a.number, a.nodeId, a.evidence?.logTail]), [[1, 'n1', 'boom'], [2, 'n2', 'ok']]);
+      // The answer came from memory: with the rows gone, only the shared store notices.
+      await t.store.query('DELETE FROM runs WHERE run_id = $1', [run.runId]);
+      assert.equal((await exclusive.getRun(run.runId)).reason, 'done');
+      await assert.rejects(shared.getRun(run.runId), { name: 'NotFoundError' });
     });
 
     it('stores quotes, backslashes and SQL in values exactly as given, and refuses NUL', async () => {

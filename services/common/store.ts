@@ -134,9 +134,12 @@ export const MIGRATIONS: readonly string[] = [
   // Each version's triggers beside its definition, so the trigger listener
   // finds the pipelines that declare some without reading every definition.
   `ALTER TABLE pipelines ADD COLUMN triggers jsonb NOT NULL DEFAULT '[]';
-   UPDATE pipelines SET triggers = coalesce(definition->'triggers', '[]')`,  // A new run's stage rows are inserted with the state its first step gives
-  // them, instead of PENDING and then updated in the same call: a third less
-  // row work in the first commit of a run whose stages are all ready.
+   UPDATE pipelines SET triggers = coalesce(definition->'triggers', '[]')`,
+  // A new run's stage rows are inserted in the state its first step gives
+  // them, instead of PENDING and then updated in the same call (a third less
+  // row work in the first commit of a run whose stages are all ready), and
+  // the times an attempt or a run finished come from the scheduler, like the
+  // times they started, so what it remembers of a run equals what is stored.
   `CREATE OR REPLACE FUNCTION stagemesh_apply_step(changes jsonb) RETURNS void LANGUAGE plpgsql AS $$
    BEGIN
      IF changes ? 'new_runs' THEN
@@ -158,14 +161,14 @@ export const MIGRATIONS: readonly string[] = [
          FROM jsonb_to_recordset(changes->'new_attempts') AS x(attempt_id text, run_id text, stage_id text, number int, state text, started_at timestamptz);
      END IF;
      IF changes ? 'finished_attempts' THEN
-       UPDATE attempts a SET state = x.state, node_id = x.node_id, evidence = x.evidence, finished_at = now()
-         FROM jsonb_to_recordset(changes->'finished_attempts') AS x(attempt_id text, state text, node_id text, evidence jsonb)
+       UPDATE attempts a SET state = x.state, node_id = x.node_id, evidence = x.evidence, finished_at = coalesce(x.finished_at, now())
+         FROM jsonb_to_recordset(changes->'finished_attempts') AS x(attempt_id text, state text, node_id text, evidence jsonb, finished_at timestamptz)
         WHERE a.attempt_id = x.attempt_id;
      END IF;
      IF changes ? 'runs' THEN
        UPDATE runs r SET state = x.state, reason = coalesce(x.reason, r.reason),
-              finished_at = CASE WHEN x.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') THEN now() ELSE r.finished_at END
-         FROM jsonb_to_recordset(changes->'runs') AS x(run_id text, state text, reason text)
+              finished_at = CASE WHEN x.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') THEN coalesce(x.finished_at, now()) ELSE r.finished_at END
+         FROM jsonb_to_recordset(changes->'runs') AS x(run_id text, state text, reason text, finished_at timestamptz)
         WHERE r.run_id = x.run_id;
      END IF;
    END

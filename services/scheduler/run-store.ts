@@ -39,7 +39,9 @@ export interface StoredRun {
 export interface RunStoreOptions {
   /**
    * True when no other process writes to the store (the embedded PGlite
-   * store): the latest version of each pipeline is then served from memory.
+   * store): the latest version of each pipeline, and the runs this process
+   * created (while active, and the last 1,000 finished), are then served
+   * from memory.
    * Exact versions are immutable and always cached. @default false
    */
   exclusive?: boolean;
@@ -126,10 +128,15 @@ export class RunStore {
   /** The latest definition by name; only filled when this process is the store's only writer. */
   readonly #latest = new Map<string, Pipeline>();
 
+  /** Runs as this process wrote them, when it is the store's only writer (GetRun then answers from memory). */
+  readonly #mirror?: RunMirror;
+
   constructor(
     private readonly store: Store,
     private readonly options: RunStoreOptions = {},
-  ) {}
+  ) {
+    if (options.exclusive) this.#mirror = new RunMirror();
+  }
 
   #remember(pipeline: Pipeline, latest: boolean): Pipeline {
     if (this.#versions.size >= MAX_CACHED_PIPELINES) this.#versions.clear();
@@ -214,6 +221,9 @@ export class RunStore {
    */
   async apply(changes: ChangeSet): Promise<void> {
     const step: Record<string, unknown[]> = {};
+    // The step's own time for what finishes in it (the scheduler's clock, as for every other time stored).
+    const atMs = Date.now();
+    const at = new Date(atMs).toISOString();
     // A new run's stages are inserted in the state this step leaves them in, not inserted PENDING and then updated.
     const newRunIds = new Set(changes.newRuns?.map((r) => r.runId));
     const newStageState = new Map<string, StageStatus>();
@@ -247,20 +257,23 @@ export class RunStore {
         stage_id: a.stageId,
         number: a.number,
         state: a.state,
-        started_at: a.startedAtMs === undefined ? null : new Date(a.startedAtMs).toISOString(),
+        started_at: a.startedAtMs === undefined ? at : new Date(a.startedAtMs).toISOString(),
       }));
     }
     if (changes.finishedAttempts?.length) {
-      step.finished_attempts = changes.finishedAttempts.map((a) => ({ attempt_id: a.attemptId, state: a.state, node_id: a.nodeId ?? '', evidence: a.evidence ?? null }));
+      step.finished_attempts = changes.finishedAttempts.map((a) => ({ attempt_id: a.attemptId, state: a.state, node_id: a.nodeId ?? '', evidence: a.evidence ?? null, finished_at: at }));
     }
-    if (changes.runs?.length) step.runs = changes.runs.map((r) => ({ run_id: r.runId, state: r.state, reason: r.reason ?? null }));
+    if (changes.runs?.length) step.runs = changes.runs.map((r) => ({ run_id: r.runId, state: r.state, reason: r.reason ?? null, finished_at: at }));
     if (Object.keys(step).length === 0) return;
     // One call in one round trip: the function (migrations 6 and 8) applies each kind of change over all its rows.
     await this.store.script([`SELECT stagemesh_apply_step(${sqlLiteral(json(step))}::jsonb)`]);
+    this.#mirror?.apply(changes, atMs);
   }
 
-  /** Loads one run with its stages and attempts. @throws NotFoundError */
+  /** One run with its stages and attempts (from memory when the store is exclusive and this process created it). @throws NotFoundError */
   async getRun(runId: string): Promise<Run> {
+    const mirrored = this.#mirror?.run(runId);
+    if (mirrored) return mirrored;
     const [found] = await this.loadRuns([runId]);
     if (!found) throw new NotFoundError('run', runId);
     return found.run;
@@ -327,36 +340,86 @@ export class RunStore {
  */
 export function newRunAsStored(changes: ChangeSet): Run {
   const run = changes.newRuns![0]!;
-  const createdAt = new Date(run.createdAtMs);
-  const ended = changes.runs?.at(-1);
-  const stageState = new Map((changes.stages ?? []).map((s) => [s.stageId, s]));
-  return toRun(
-    {
-      run_id: run.runId,
-      pipeline_name: run.pipeline.name,
-      pipeline_version: run.pipeline.version,
-      definition: run.pipeline,
-      state: ended?.state ?? run.state,
-      inputs: run.inputs,
-      labels: run.labels,
-      priority: run.priority,
-      idempotency_key: run.idempotencyKey || null,
-      reason: ended?.reason ?? '',
-      created_at: createdAt,
-      finished_at: ended && TERMINAL_RUN_STATES.has(ended.state) ? createdAt : null,
-    },
-    run.pipeline.stages.map((stage) => ({ stage_id: stage.id, state: stageState.get(stage.id)?.state ?? 'PENDING', outputs: stageState.get(stage.id)?.outputs ?? {} })),
-    (changes.newAttempts ?? []).map((a) => ({
-      attempt_id: a.attemptId,
-      stage_id: a.stageId,
-      number: a.number,
-      state: a.state,
-      node_id: '',
-      started_at: new Date(a.startedAtMs ?? run.createdAtMs),
-      finished_at: null,
-      evidence: null,
-    })),
-  );
+  const mirror = new RunMirror(1);
+  mirror.apply(changes, run.createdAtMs);
+  return mirror.run(run.runId)!;
+}
+
+/** Finished runs a RunMirror keeps, for a RunAndWait or GetRun that asks right after the end. */
+const MIRRORED_FINISHED_RUNS = 1_000;
+
+interface MirroredRun {
+  row: RunRow;
+  stages: Map<string, StageRow>;
+  attempts: Map<string, AttemptRow>;
+}
+
+/**
+ * The rows of the runs this process created, as its steps wrote them: the
+ * same changes stagemesh_apply_step applies, applied to memory, with the same
+ * times (every time comes from the scheduler). Active runs stay until they
+ * finish, then the last MIRRORED_FINISHED_RUNS finished ones.
+ */
+export class RunMirror {
+  readonly #runs = new Map<string, MirroredRun>();
+  readonly #finished = new Set<string>();
+
+  constructor(private readonly maxFinished = MIRRORED_FINISHED_RUNS) {}
+
+  /** Applies a committed step; `atMs` is the time it gave what finished in it. */
+  apply(changes: ChangeSet, atMs: number): void {
+    for (const r of changes.newRuns ?? []) {
+      const row: RunRow = {
+        run_id: r.runId,
+        pipeline_name: r.pipeline.name,
+        pipeline_version: r.pipeline.version,
+        definition: r.pipeline,
+        state: r.state,
+        inputs: r.inputs,
+        labels: r.labels,
+        priority: r.priority,
+        idempotency_key: r.idempotencyKey || null,
+        reason: '',
+        created_at: new Date(r.createdAtMs),
+        finished_at: null,
+      };
+      this.#runs.set(r.runId, { row, stages: new Map(r.pipeline.stages.map((stage) => [stage.id, { stage_id: stage.id, state: 'PENDING', outputs: {} }])), attempts: new Map() });
+    }
+    for (const c of changes.stages ?? []) {
+      const stages = this.#runs.get(c.runId)?.stages;
+      const current = stages?.get(c.stageId);
+      if (current) stages!.set(c.stageId, { stage_id: c.stageId, state: c.state, outputs: c.outputs ?? current.outputs });
+    }
+    for (const a of changes.newAttempts ?? []) {
+      this.#runs.get(a.runId)?.attempts.set(a.attemptId, { attempt_id: a.attemptId, stage_id: a.stageId, number: a.number, state: a.state, node_id: '', started_at: new Date(a.startedAtMs ?? atMs), finished_at: null, evidence: null });
+    }
+    for (const a of changes.finishedAttempts ?? []) {
+      const attempts = this.#runs.get(a.runId)?.attempts;
+      const current = attempts?.get(a.attemptId);
+      if (current) attempts!.set(a.attemptId, { ...current, state: a.state, node_id: a.nodeId ?? '', evidence: a.evidence ?? null, finished_at: new Date(atMs) });
+    }
+    for (const c of changes.runs ?? []) {
+      const mirrored = this.#runs.get(c.runId);
+      if (!mirrored) continue;
+      const terminal = TERMINAL_RUN_STATES.has(c.state);
+      mirrored.row = { ...mirrored.row, state: c.state, reason: c.reason ?? mirrored.row.reason, finished_at: terminal ? new Date(atMs) : mirrored.row.finished_at };
+      if (terminal) this.#retire(c.runId);
+    }
+  }
+
+  #retire(runId: string): void {
+    this.#finished.add(runId);
+    if (this.#finished.size <= this.maxFinished) return;
+    const oldest = this.#finished.values().next().value!;
+    this.#finished.delete(oldest);
+    this.#runs.delete(oldest);
+  }
+
+  /** The run as stored, if this mirror has it. */
+  run(runId: string): Run | undefined {
+    const mirrored = this.#runs.get(runId);
+    return mirrored && toRun(mirrored.row, [...mirrored.stages.values()], [...mirrored.attempts.values()]);
+  }
 }
 
 /** Builds the wire Run (without stages) from a stored row, for listings. */
