@@ -233,20 +233,7 @@ export class RunStore {
       else stageUpdates.push(change);
     }
     if (changes.newRuns?.length) {
-      step.new_runs = changes.newRuns.map((r) => ({
-        run_id: r.runId,
-        pipeline_name: r.pipeline.name,
-        pipeline_version: r.pipeline.version,
-        definition: r.pipeline,
-        state: r.state,
-        inputs: r.inputs,
-        labels: r.labels,
-        priority: r.priority,
-        idempotency_key: r.idempotencyKey,
-        deadline_at: r.deadlineAtMs === undefined ? null : new Date(r.deadlineAtMs).toISOString(),
-        traceparent: r.traceparent ?? '',
-        created_at: new Date(r.createdAtMs).toISOString(),
-      }));
+      step.new_runs = changes.newRuns.map(newRunRow);
       step.new_stages = changes.newRuns.flatMap((r) => r.pipeline.stages.map((s) => ({ run_id: r.runId, stage_id: s.id, state: newStageState.get(`${r.runId}\u0000${s.id}`) ?? null })));
     }
     if (stageUpdates.length) step.stages = stageUpdates.map((s) => ({ run_id: s.runId, stage_id: s.stageId, state: s.state, outputs: s.outputs ?? null }));
@@ -345,6 +332,26 @@ export function newRunAsStored(changes: ChangeSet): Run {
   return mirror.run(run.runId)!;
 }
 
+/** The row a new run is stored as (its dates become ISO strings in the JSON stagemesh_apply_step reads). */
+function newRunRow(r: NewRun): RunRow {
+  return {
+    run_id: r.runId,
+    pipeline_name: r.pipeline.name,
+    pipeline_version: r.pipeline.version,
+    definition: r.pipeline,
+    state: r.state,
+    inputs: r.inputs,
+    labels: r.labels,
+    priority: r.priority,
+    idempotency_key: r.idempotencyKey || null,
+    reason: '',
+    created_at: new Date(r.createdAtMs),
+    finished_at: null,
+    deadline_at: r.deadlineAtMs === undefined ? null : new Date(r.deadlineAtMs),
+    traceparent: r.traceparent ?? '',
+  };
+}
+
 /** Finished runs a RunMirror keeps, for a RunAndWait or GetRun that asks right after the end. */
 const MIRRORED_FINISHED_RUNS = 1_000;
 
@@ -369,21 +376,7 @@ export class RunMirror {
   /** Applies a committed step; `atMs` is the time it gave what finished in it. */
   apply(changes: ChangeSet, atMs: number): void {
     for (const r of changes.newRuns ?? []) {
-      const row: RunRow = {
-        run_id: r.runId,
-        pipeline_name: r.pipeline.name,
-        pipeline_version: r.pipeline.version,
-        definition: r.pipeline,
-        state: r.state,
-        inputs: r.inputs,
-        labels: r.labels,
-        priority: r.priority,
-        idempotency_key: r.idempotencyKey || null,
-        reason: '',
-        created_at: new Date(r.createdAtMs),
-        finished_at: null,
-      };
-      this.#runs.set(r.runId, { row, stages: new Map(r.pipeline.stages.map((stage) => [stage.id, { stage_id: stage.id, state: 'PENDING', outputs: {} }])), attempts: new Map() });
+      this.#runs.set(r.runId, { row: newRunRow(r), stages: new Map(r.pipeline.stages.map((stage) => [stage.id, { stage_id: stage.id, state: 'PENDING', outputs: {} }])), attempts: new Map() });
     }
     for (const c of changes.stages ?? []) {
       const stages = this.#runs.get(c.runId)?.stages;
