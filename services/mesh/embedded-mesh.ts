@@ -163,7 +163,7 @@ export class EmbeddedMesh {
       logger,
       pipelines: async () => (await runStore.triggeredPipelines()).map((p) => ({ pipelineRef: p.name, triggers: p.triggers, inputNames: Object.keys(p.inputs) })),
       submit: async (pipelineRef, inputs, event) =>
-        void (await scheduler.submit(SubmitRunRequest.fromPartial({ pipelineRef, inputs, idempotencyKey: `trigger:${event.id}:${pipelineRef}`, labels: { trigger: event.type } }))),
+        void (await scheduler.start(SubmitRunRequest.fromPartial({ pipelineRef, inputs, idempotencyKey: `trigger:${event.id}:${pipelineRef}`, labels: { trigger: event.type } }))),
     });
     cleanups.push(() => triggers.stop());
     const resumed = await scheduler.recover();

@@ -88,7 +88,7 @@ export function createSchedulerService(logger: Logger, scheduler: Scheduler, run
       if (Number.isFinite(deadlineMs)) waitMs = Math.min(waitMs, Math.max(0, deadlineMs - Date.now() - 200));
       // The wait ends at a fixed time: the submit's own duration comes out of it, not on top of it.
       const waitUntil = Date.now() + waitMs;
-      const { runId } = await scheduler.submit(request.submit);
+      const runId = await scheduler.start(request.submit);
       const run = await waitForRun(scheduler, runId, Math.min(Math.max(0, waitUntil - Date.now()), 2 ** 31 - 1), signal);
       return { run, finished: isFinished(run) };
     }),

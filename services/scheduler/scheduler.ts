@@ -292,9 +292,20 @@ export class Scheduler {
    * (the run already started for a repeated idempotency key).
    */
   async submit(request: SubmitRunRequest): Promise<Run> {
+    const started = await this.#start(request);
+    return started.firstStep ? newRunAsStored(started.firstStep) : this.getRun(started.runId);
+  }
+
+  /** Starts a run like submit() and returns only its id, for callers that do not answer with the run (RunAndWait, triggers). */
+  async start(request: SubmitRunRequest): Promise<string> {
+    return (await this.#start(request)).runId;
+  }
+
+  /** Starts a run; `firstStep` is its own first step, absent when a repeated idempotency key named a run already started. */
+  async #start(request: SubmitRunRequest): Promise<{ runId: string; firstStep?: ChangeSet }> {
     if (request.idempotencyKey) {
       const existing = await this.options.runs.findRunByIdempotencyKey(request.idempotencyKey);
-      if (existing) return this.getRun(existing);
+      if (existing) return { runId: existing };
     }
     const pipeline = await this.resolvePipeline(request);
     await this.admit(pipeline);
@@ -316,30 +327,27 @@ export class Scheduler {
       stages: new Map(expanded.stages.map((stage) => [stage.id, { stage, status: 'PENDING', attemptNumber: 0, failures: 0, lost: 0, outputs: {} }])),
     };
     run.traceparent = beginRunTrace(run.runId, run.pipeline.name);
-    const submitted = await this.#commit((changes, after): Run | string => {
+    return this.#commit((changes, after): { runId: string; firstStep?: ChangeSet } => {
       const key = request.idempotencyKey;
       if (key) {
         const existing = this.#keys.get(key);
-        if (existing) return existing;
+        if (existing) return { runId: existing };
         this.#keys.set(key, run.runId);
         if (this.#keys.size > MAX_REMEMBERED_KEYS) this.#keys.delete(this.#keys.keys().next().value!);
       }
       const createdAtMs = Date.now();
       const deadlineAtMs = deadlineMs === undefined ? undefined : createdAtMs + deadlineMs;
-      // The run's own first step, kept apart to build the answer, then joined to the commit.
+      // The run's own first step, kept apart for submit()'s answer, then joined to the commit.
       const own: ChangeSet = { newRuns: [{ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key, deadlineAtMs, traceparent: run.traceparent, createdAtMs }] };
       const tasks = this.#advance(run, own);
       for (const [kind, list] of Object.entries(own) as [keyof ChangeSet, unknown[]][]) ((changes[kind] ??= []) as unknown[]).push(...list);
-      const answer = newRunAsStored(own);
       after.push(() => {
         this.#activate(run, deadlineAtMs);
         this.#publish(withTraceparent(lifecycleEvent('run.submitted', SOURCE, `run/${run.runId}`, { run_id: run.runId, pipeline: run.pipeline.name }, { version: run.pipeline.version, stages: run.stages.size }), run.traceparent ?? ''));
         this.#afterCommit(run, tasks);
       });
-      return answer;
+      return { runId: run.runId, firstStep: own };
     });
-    // A run submitted with the same idempotency key a moment before: answer with that run.
-    return typeof submitted === 'string' ? this.getRun(submitted) : submitted;
   }
 
   /** Makes the run active; with a deadline (ms since the epoch), fails it when the deadline passes. */
