@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { migrate, type Queryable, type Store } from './store.js';
 
@@ -6,6 +8,13 @@ export type StoreCommand = { op: 'query'; sql: string; params: unknown[] } | { o
 
 /** A command with the id its reply will carry. */
 export type StoreRequest = StoreCommand & { id: number };
+
+/** What the store's thread is started with. */
+export interface StoreThreadData {
+  dataDir: string;
+  /** Create the data folder, then close it and end the thread. */
+  createOnly?: boolean;
+}
 
 /** The thread's answer to the request with the same id (id 0: the store is open). */
 export interface StoreReply {
@@ -59,14 +68,13 @@ export class PgliteStore implements Store {
 
   /** Opens (creating if needed) the store in `dataDir` and applies migrations. Pass `memory://` for a throwaway store. */
   static async open(dataDir: string): Promise<PgliteStore> {
-    // Run from the TypeScript sources (tests, tsx), the thread loads its .ts
-    // file through tsx's loader, which a worker thread does not inherit.
-    const worker = import.meta.url.endsWith('.ts')
-      ? new Worker(
-          `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(new URL('./pglite-thread.ts', import.meta.url).href)}); })`,
-          { eval: true, workerData: { dataDir } },
-        )
-      : new Worker(new URL('./pglite-thread.js', import.meta.url), { workerData: { dataDir } });
+    // Creating a data folder runs initdb, a WebAssembly instance of its own
+    // whose ~350 MB stay allocated in the thread that ran it until that
+    // thread's next full garbage collection, which an idle store may never
+    // have. A thread of its own creates the folder and exits, taking that
+    // memory with it.
+    if (!dataDir.startsWith('memory://') && !existsSync(join(dataDir, 'PG_VERSION'))) await createDataDir(dataDir);
+    const worker = storeThread({ dataDir });
     const store = new PgliteStore(worker);
     try {
       await new Promise<unknown[]>((resolve, reject) => store.#waiting.set(0, { resolve, reject }));
@@ -124,4 +132,29 @@ export class PgliteStore implements Store {
     });
     return this.#closing;
   }
+}
+
+/** Starts the thread that owns a PGlite (pglite-thread.ts). */
+function storeThread(workerData: StoreThreadData): Worker {
+  // Run from the TypeScript sources (tests, tsx), the thread loads its .ts
+  // file through tsx's loader, which a worker thread does not inherit.
+  return import.meta.url.endsWith('.ts')
+    ? new Worker(
+        `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(new URL('./pglite-thread.ts', import.meta.url).href)}); })`,
+        { eval: true, workerData },
+      )
+    : new Worker(new URL('./pglite-thread.js', import.meta.url), { workerData });
+}
+
+/** Creates a PGlite data folder in a thread that ends once it is done; rejects with the thread's error. */
+function createDataDir(dataDir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const worker = storeThread({ dataDir, createOnly: true });
+    let error: Error | undefined;
+    worker.on('message', (reply: StoreReply) => {
+      if (reply.error) error = new StoreError(reply.error.message, reply.error.code, reply.error.detail);
+    });
+    worker.on('error', (err) => (error ??= err));
+    worker.on('exit', (code) => (error || code !== 0 ? reject(error ?? new StoreError(`the store's thread exited (code ${code}) while creating ${dataDir}`)) : resolve()));
+  });
 }

@@ -5,10 +5,10 @@
 import { mkdirSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PGlite } from '@electric-sql/pglite';
-import type { StoreReply, StoreRequest } from './pglite-store.js';
+import type { StoreReply, StoreRequest, StoreThreadData } from './pglite-store.js';
 
 const port = parentPort!;
-const dataDir = (workerData as { dataDir: string }).dataDir;
+const { dataDir, createOnly } = workerData as StoreThreadData;
 
 async function open(): Promise<PGlite> {
   if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
@@ -34,21 +34,26 @@ async function run(db: PGlite, request: StoreRequest): Promise<unknown[]> {
   }
 }
 
-let queue: Promise<unknown> = Promise.resolve();
 const opened = open();
 opened.then(
   () => port.postMessage({ id: 0, rows: [] } satisfies StoreReply),
   (err: unknown) => port.postMessage({ id: 0, error: errorOf(err) } satisfies StoreReply),
 );
-port.on('message', (request: StoreRequest) => {
-  queue = queue.then(async () => {
-    try {
-      port.postMessage({ id: request.id, rows: await run(await opened, request) } satisfies StoreReply);
-    } catch (err) {
-      port.postMessage({ id: request.id, error: errorOf(err) } satisfies StoreReply);
-    }
+if (createOnly) {
+  // Only lay out the data folder; the thread then ends, and its memory with it.
+  opened.then((db) => db.close(), () => undefined);
+} else {
+  let queue: Promise<unknown> = Promise.resolve();
+  port.on('message', (request: StoreRequest) => {
+    queue = queue.then(async () => {
+      try {
+        port.postMessage({ id: request.id, rows: await run(await opened, request) } satisfies StoreReply);
+      } catch (err) {
+        port.postMessage({ id: request.id, error: errorOf(err) } satisfies StoreReply);
+      }
+    });
   });
-});
+}
 
 function errorOf(err: unknown): StoreReply['error'] {
   const e = err as { message?: string; name?: string; code?: string; detail?: string };
