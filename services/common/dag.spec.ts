@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { danglingNeeds, duplicateStageIds, findCycle, nextStep, runStatus, type DagStage, type StageStatus } from './dag.js';
+import { danglingNeeds, dependentsOf, duplicateStageIds, findCycle, nextStep, runStatus, type DagStage, type StageStatus } from './dag.js';
 
 const stage = (id: string, needs: string[] = [], when?: string): DagStage => ({ id, needs, when });
 const states = (entries: Record<string, StageStatus>) => new Map(Object.entries(entries));
@@ -66,6 +66,23 @@ describe('dag', () => {
     it('cascades skips to dependents of a failed stage', () => {
       const step = nextStep(pipeline, states({ build: 'FAILED', unit: 'PENDING', lint: 'PENDING', report: 'PENDING', alert: 'PENDING' }));
       assert.deepEqual(step, { start: ['report'], skip: ['unit', 'lint', 'alert'] });
+    });
+
+    it('from the dependents of the stages that ended, decides what a whole step decides', () => {
+      const dependents = dependentsOf(pipeline);
+      const byId = new Map(pipeline.map((s) => [s.id, s]));
+      const cases: [Record<string, StageStatus>, string][] = [
+        [{ build: 'SUCCEEDED', unit: 'PENDING', lint: 'PENDING', report: 'PENDING', alert: 'PENDING' }, 'build'],
+        [{ build: 'FAILED', unit: 'PENDING', lint: 'PENDING', report: 'PENDING', alert: 'PENDING' }, 'build'],
+        [{ build: 'SUCCEEDED', unit: 'FAILED', lint: 'SUCCEEDED', report: 'PENDING', alert: 'PENDING' }, 'unit'],
+      ];
+      for (const [given, ended] of cases) {
+        const candidates = dependents.get(ended)!;
+        assert.deepEqual(nextStep(pipeline, states(given), { candidates, dependents }), nextStep(pipeline, states(given)), `after ${ended} ended in ${JSON.stringify(given)}`);
+      }
+      // A stage that is not a candidate is not looked at, even if it could start.
+      const onlyLint = nextStep(pipeline, states({ build: 'SUCCEEDED', unit: 'PENDING', lint: 'PENDING', report: 'PENDING', alert: 'PENDING' }), { candidates: [byId.get('lint')!], dependents });
+      assert.deepEqual(onlyLint, { start: ['lint'], skip: [] });
     });
   });
 

@@ -97,37 +97,67 @@ export interface DagStep {
   skip: string[];
 }
 
+/** Looks up a stage's state by id (a Map of them will do); undefined for an id the run does not have. */
+export interface DagStates {
+  get(id: string): StageStatus | undefined;
+}
+
+/** The stages that need each stage, in pipeline order. */
+export function dependentsOf(stages: readonly DagStage[]): Map<string, DagStage[]> {
+  const dependents = new Map<string, DagStage[]>();
+  for (const stage of stages) {
+    for (const need of stage.needs) {
+      const list = dependents.get(need);
+      if (list) list.push(stage);
+      else dependents.set(need, [stage]);
+    }
+  }
+  return dependents;
+}
+
+/** Where nextStep looks: only these stages, and the dependents of those it skips. */
+export interface DagCandidates {
+  candidates: Iterable<DagStage>;
+  /** dependentsOf(stages), kept by the caller so a step does not rebuild it. */
+  dependents: ReadonlyMap<string, readonly DagStage[]>;
+}
+
 /**
  * Decides which pending stages can start, given the current states. A stage
  * waits until everything it needs is terminal; then `on_success` stages start
  * only if all of them succeeded, `on_failure` stages only if one failed, and
  * `always` stages start regardless. Skips cascade to dependents.
+ *
+ * Without `from` every stage is considered. A step after some stages ended
+ * need only consider their dependents (`from`), which keeps the work of a
+ * step proportional to what changed instead of to the size of the run.
  */
-export function nextStep(stages: readonly DagStage[], states: ReadonlyMap<string, StageStatus>): DagStep {
-  const current = new Map(states);
+export function nextStep(stages: readonly DagStage[], states: DagStates, from?: DagCandidates): DagStep {
+  const decided = new Map<string, StageStatus>();
+  const stateOf = (id: string) => decided.get(id) ?? states.get(id);
+  let dependents = from?.dependents;
   const step: DagStep = { start: [], skip: [] };
-  let changed = true;
-  while (changed) {
-    changed = false;
-    for (const stage of stages) {
-      if (current.get(stage.id) !== 'PENDING') continue;
-      const needStates = stage.needs.map((n) => current.get(n) ?? 'SUCCEEDED');
-      if (!needStates.every(isTerminal)) continue;
-      const when = (stage.when || When.ON_SUCCESS) as When;
-      const run =
-        when === When.ALWAYS
-          ? true
-          : when === When.ON_FAILURE
-            ? needStates.some((s) => s === 'FAILED')
-            : needStates.every((s) => s === 'SUCCEEDED');
-      if (run) {
-        step.start.push(stage.id);
-        current.set(stage.id, 'QUEUED');
-      } else {
-        step.skip.push(stage.id);
-        current.set(stage.id, 'SKIPPED');
-        changed = true;
-      }
+  const queue = [...(from?.candidates ?? stages)];
+  for (let i = 0; i < queue.length; i++) {
+    const stage = queue[i]!;
+    if (stateOf(stage.id) !== 'PENDING') continue;
+    const needStates = stage.needs.map((n) => stateOf(n) ?? 'SUCCEEDED');
+    if (!needStates.every(isTerminal)) continue;
+    const when = (stage.when || When.ON_SUCCESS) as When;
+    const run =
+      when === When.ALWAYS
+        ? true
+        : when === When.ON_FAILURE
+          ? needStates.some((s) => s === 'FAILED')
+          : needStates.every((s) => s === 'SUCCEEDED');
+    if (run) {
+      step.start.push(stage.id);
+      decided.set(stage.id, 'QUEUED');
+    } else {
+      step.skip.push(stage.id);
+      decided.set(stage.id, 'SKIPPED');
+      dependents ??= dependentsOf(stages);
+      queue.push(...(dependents.get(stage.id) ?? []));
     }
   }
   return step;

@@ -1,6 +1,6 @@
 export { Batcher, type BatcherOptions } from './batcher.js';
 export { resolveMeshConfig, type ConfigInput, type MeshConfig } from './config.js';
-export { danglingNeeds, duplicateStageIds, findCycle, isTerminal, nextStep, runStatus, StageStatus, When, type DagStage, type DagStep } from './dag.js';
+export { danglingNeeds, dependentsOf, duplicateStageIds, findCycle, isTerminal, nextStep, runStatus, StageStatus, When, type DagCandidates, type DagStage, type DagStates, type DagStep } from './dag.js';
 export { formatDurationMs, parseDurationMs } from './duration.js';
 export * from './errors.js';
 export { EventPublisher, lifecycleEvent, publishBatchTo } from './event-publisher.js';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Batcher } from '../common/batcher.js';
-import { isTerminal, nextStep, runStatus, type StageStatus } from '../common/dag.js';
+import { dependentsOf, isTerminal, nextStep, runStatus, type DagCandidates, type DagStage, type StageStatus } from '../common/dag.js';
 import { parseDurationMs } from '../common/duration.js';
 import { InvalidArgumentError } from '../common/errors.js';
 import { lifecycleEvent, type EventPublisher } from '../common/event-publisher.js';
@@ -53,6 +53,8 @@ interface ActiveRun {
   deadlineTimer?: NodeJS.Timeout;
   /** W3C trace context of the run: every stage's span joins it. */
   traceparent?: string;
+  /** dependentsOf(the run's stages), built on the run's first step after one ended. */
+  dependents?: Map<string, DagStage[]>;
 }
 
 const SOURCE = 'stagemesh/scheduler';
@@ -361,10 +363,21 @@ export class Scheduler {
     }
   }
 
-  /** Starts and skips what the DAG allows now; records the writes and returns the tasks to send. */
-  #advance(run: ActiveRun, changes: ChangeSet): Task[] {
-    const states = new Map([...run.stages].map(([id, r]) => [id, r.status]));
-    const step = nextStep(run.pipeline.stages, states);
+  /**
+   * Starts and skips what the DAG allows now; records the writes and returns
+   * the tasks to send. `ended` names the stages that became terminal since the
+   * run's last step: only their dependents can start now, so a step of a
+   * 5,000-stage run looks at a few stages, not all of them. Without it every
+   * stage is considered (a new or resumed run).
+   */
+  #advance(run: ActiveRun, changes: ChangeSet, ended?: readonly string[]): Task[] {
+    const states = { get: (id: string) => run.stages.get(id)?.status };
+    let from: DagCandidates | undefined;
+    if (ended) {
+      const dependents = (run.dependents ??= dependentsOf(run.pipeline.stages));
+      from = { candidates: ended.flatMap((id) => dependents.get(id) ?? []), dependents };
+    }
+    const step = nextStep(run.pipeline.stages, states, from);
     const tasks: Task[] = [];
     for (const id of step.skip) {
       run.stages.get(id)!.status = 'SKIPPED';
@@ -372,7 +385,7 @@ export class Scheduler {
       this.#publish(this.#stageEvent('stage.skipped', run, id, {}));
     }
     for (const id of step.start) tasks.push(this.#newAttempt(run, run.stages.get(id)!, changes));
-    const status = runStatus([...run.stages.values()].map((r) => r.status));
+    const status = runStatus(statusesOf(run));
     if (status !== 'RUNNING' && run.status === 'RUNNING') {
       run.status = status;
       (changes.runs ??= []).push({ runId: run.runId, state: status, reason: status === 'FAILED' ? failureReason(run) : '' });
@@ -462,7 +475,8 @@ export class Scheduler {
    */
   applyOutcomes(outcomes: readonly Outcome[]): Promise<{ applied: number; ignored: number }> {
     return this.#commit((changes, after) => {
-      const touched = new Set<ActiveRun>();
+      /** Each run an outcome counted for, with the stages that ended. */
+      const touched = new Map<ActiveRun, string[]>();
       let applied = 0;
       for (const outcome of outcomes) {
         const run = this.#active.get(outcome.runId);
@@ -472,14 +486,16 @@ export class Scheduler {
           continue;
         }
         applied++;
-        touched.add(run);
         this.#applyOne(run, record, outcome, changes);
+        let ended = touched.get(run);
+        if (!ended) touched.set(run, (ended = []));
+        if (isTerminal(record.status)) ended.push(record.stage.id);
       }
       const tasksByRun = new Map<ActiveRun, Task[]>();
       for (const { run, record } of this.#pendingRetries.splice(0)) {
         tasksByRun.set(run, [...(tasksByRun.get(run) ?? []), this.#newAttempt(run, record, changes)]);
       }
-      for (const run of touched) tasksByRun.set(run, [...(tasksByRun.get(run) ?? []), ...this.#advance(run, changes)]);
+      for (const [run, ended] of touched) tasksByRun.set(run, [...(tasksByRun.get(run) ?? []), ...this.#advance(run, changes, ended)]);
       after.push(() => {
         for (const [run, tasks] of tasksByRun) this.#afterCommit(run, tasks);
       });
@@ -642,6 +658,11 @@ export class Scheduler {
     await this.#tasks.close();
     for (const set of this.#listeners.values()) for (const listener of set) listener();
   }
+}
+
+/** The states of a run's stages, read as runStatus asks for them (it stops at the first stage still open). */
+function* statusesOf(run: ActiveRun): Iterable<StageStatus> {
+  for (const record of run.stages.values()) yield record.status;
 }
 
 /** Why a failed run failed: the stages that failed. */
