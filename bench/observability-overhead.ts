@@ -5,6 +5,7 @@ import { toolPath } from '../test/support/tools.js';
 import { packageRoot } from '../services/common/paths.js';
 import { readPrometheusSample } from './prometheus-sample.js';
 import { chain, warmUp, withBenchTarget } from './run-bench.js';
+import { median } from './sustained.js';
 import { chainDocument, percentile, registered, runAndWait } from './workloads.js';
 
 /** What one mode of the mesh measured. */
@@ -30,10 +31,14 @@ export interface OverheadFigures extends ModeFigures {
 export interface ObservabilityOverhead {
   /** Tracing off (no OTEL_* variables) and the metrics service not following events: the median of the rounds. */
   off: ModeFigures;
-  /** Tracing on, exporting OTLP to a real Jaeger with every run sampled (the SDK's default sampler), and metrics on. */
+  /**
+   * Tracing on as a mesh runs by default, exporting OTLP to a real Jaeger
+   * (no OTEL_TRACES_SAMPLER: runs traced whole up to
+   * STAGEMESH_TRACES_PER_SECOND, 10 a second), and metrics on.
+   */
   on: OverheadFigures;
-  /** The same with OTEL_TRACES_SAMPLER=parentbased_traceidratio and OTEL_TRACES_SAMPLER_ARG=0.1: one run in ten traced, whole. */
-  on_sampled_10pct: OverheadFigures;
+  /** The same with OTEL_TRACES_SAMPLER=parentbased_always_on: every run traced, as when debugging. */
+  on_every_run: OverheadFigures;
   /** Each round's measurements, by mode, in the order measured. */
   rounds: Record<Mode, ModeFigures>[];
   /** Services Jaeger received spans from during the rounds with tracing on. */
@@ -54,13 +59,13 @@ export interface OverheadOptions {
 
 const STAGES = 4;
 
-const MODES = ['off', 'on', 'on_sampled_10pct'] as const;
+const MODES = ['off', 'on', 'on_every_run'] as const;
 type Mode = (typeof MODES)[number];
 
 /** The OTEL_* variables of each traced mode (besides the endpoint). */
 const MODE_ENV: Record<Exclude<Mode, 'off'>, Record<string, string>> = {
   on: {},
-  on_sampled_10pct: { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' },
+  on_every_run: { OTEL_TRACES_SAMPLER: 'parentbased_always_on' },
 };
 
 /** The mesh process of each mode: `stagemesh start` plus the switch that keeps metrics from following events. */
@@ -92,12 +97,6 @@ async function measureMode(mode: Mode, env: Record<string, string>, options: Req
 const round2 = (n: number) => Number(n.toFixed(2));
 const round3 = (n: number) => Number(n.toFixed(3));
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
 function medianFigures(list: ModeFigures[]): ModeFigures {
   return {
     stages_per_sec: Math.round(median(list.map((f) => f.stages_per_sec))),
@@ -110,7 +109,7 @@ function medianFigures(list: ModeFigures[]): ModeFigures {
  * Measures what observability costs: the chain workload's throughput, CPU
  * per stage and the per-stage latency of one run at a time, with tracing
  * (OTLP to a real Jaeger from `.tools/bin`, started here and stopped
- * afterwards; every run, then one in ten) and the metrics service on, against
+ * afterwards; sampled as by default, then every run) and the metrics service on, against
  * both off, each mode on a fresh mesh process (bench/overhead-mesh.ts, the
  * OTEL_* variables of the mode in its environment and none of this
  * process's), in rounds that take the modes in turn; each mode reports the
@@ -145,7 +144,7 @@ export async function measureObservabilityOverhead(options: OverheadOptions = {}
     return {
       off: medianFigures(rounds.map((r) => r.off)),
       on: against('on'),
-      on_sampled_10pct: against('on_sampled_10pct'),
+      on_every_run: against('on_every_run'),
       rounds,
       jaeger_services: services.filter((s) => s.startsWith('stagemesh-')).sort(),
     };

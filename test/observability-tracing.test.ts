@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callUnary } from '../services/common/grpc-client.js';
 import { RunState, type Event } from '../services/common/proto.js';
-import { flushTelemetry, handleTracedEvent, serviceNameOf, startAttemptWork, startTelemetry, stopTelemetry, traceAttemptHop, TracedComponent, traceparentOf } from '../services/common/telemetry.js';
+import { DEFAULT_TRACES_PER_SECOND, endWork, flushTelemetry, handleTracedEvent, serviceNameOf, startAttemptWork, startTelemetry, startWork, stopTelemetry, traceAttemptHop, TracedComponent, traceparentOf } from '../services/common/telemetry.js';
 import { startJaeger, type JaegerInstance } from './support/jaeger.js';
 import { inline, runToEnd, startTestMesh, waitForRun, type TestMesh } from './support/mesh.js';
 import { runCli } from './support/cli.js';
@@ -183,6 +183,20 @@ describe('observability - one trace per run in a real Jaeger', function () {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+  it('without OTEL_TRACES_SAMPLER samples new traces up to the rate, and their spans follow', async () => {
+    assert.equal(process.env.OTEL_TRACES_SAMPLER, undefined);
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // a full second of credit
+    const roots = Array.from({ length: 100 }, () => startWork(TracedComponent.SCHEDULER, 'root', '', {})!);
+    const sampled = roots.filter((w) => w.traceparent.endsWith('-01'));
+    assert.ok(sampled.length >= DEFAULT_TRACES_PER_SECOND && sampled.length <= DEFAULT_TRACES_PER_SECOND + 1, `${sampled.length} of 100 new traces sampled in a burst`);
+    for (const root of roots) {
+      const child = startWork(TracedComponent.WORKER, 'child', root.traceparent, {})!;
+      assert.equal(child.traceparent.slice(-2), root.traceparent.slice(-2), 'a span follows the decision of its parent');
+      endWork(child);
+      endWork(root);
+    }
+  });
+
   it('passes a trace the sampler left out on unchanged, recording nothing, and continues a sampled one', () => {
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     const unsampled = `00-${traceId}-00f067aa0ba902b7-00`;

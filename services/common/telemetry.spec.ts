@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { lifecycleEvent } from './event-publisher.js';
-import { beginRunTrace, handleTracedEvent, serviceNameOf, telemetryRequested, traceAppend, traceHop, TracedComponent, traceparentOf, tracingEnabled, withTraceparent } from './telemetry.js';
+import { beginRunTrace, DEFAULT_TRACES_PER_SECOND, handleTracedEvent, serviceNameOf, telemetryRequested, traceAppend, traceHop, TracedComponent, traceparentOf, tracesPerSecond, tracingEnabled, withTraceparent } from './telemetry.js';
 
 describe('telemetry', () => {
   describe('telemetryRequested()', () => {
@@ -22,6 +22,17 @@ describe('telemetry', () => {
     it('prefixes each component with OTEL_SERVICE_NAME, or stagemesh', () => {
       assert.equal(serviceNameOf(TracedComponent.EVENT_BUS, {}), 'stagemesh-event-bus');
       assert.equal(serviceNameOf(TracedComponent.WORKER, { OTEL_SERVICE_NAME: 'ci-mesh' }), 'ci-mesh-worker');
+    });
+  });
+
+  describe('tracesPerSecond()', () => {
+    it('reads STAGEMESH_TRACES_PER_SECOND, with a default', () => {
+      assert.equal(tracesPerSecond({}), DEFAULT_TRACES_PER_SECOND);
+      assert.equal(tracesPerSecond({ STAGEMESH_TRACES_PER_SECOND: ' 2.5 ' }), 2.5);
+    });
+
+    it('names the variable and the value it refuses', () => {
+      for (const raw of ['0', '-3', 'ten', 'Infinity']) assert.throws(() => tracesPerSecond({ STAGEMESH_TRACES_PER_SECOND: raw }), new RegExp(`STAGEMESH_TRACES_PER_SECOND: expected a positive number, got "${raw}"`));
     });
   });
 

@@ -113,7 +113,10 @@ export interface TelemetryOptions {
  * tracer provider, so Jaeger shows the scheduler, coordinator, event-bus,
  * compliance, metrics and worker as services even in one process. The
  * sampler (`OTEL_TRACES_SAMPLER`), batch settings (`OTEL_BSP_*`), resource
- * attributes and propagators (`OTEL_PROPAGATORS`) follow the SDK's variables.
+ * attributes and propagators (`OTEL_PROPAGATORS`) follow the SDK's variables;
+ * without OTEL_TRACES_SAMPLER, new traces are sampled up to a rate
+ * (tracesPerSecond) and every span follows its parent's decision, so tracing
+ * costs next to nothing under load and every run is traced when runs are few.
  */
 export function startTelemetry(options: TelemetryOptions): Promise<boolean> {
   if (state) return Promise.resolve(true);
@@ -123,11 +126,15 @@ export function startTelemetry(options: TelemetryOptions): Promise<boolean> {
 
 async function start(options: TelemetryOptions): Promise<boolean> {
   if (!telemetryRequested()) return false;
-  const [{ NodeSDK }, { BasicTracerProvider, BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor }, resources] = await Promise.all([
+  const [{ NodeSDK }, { BasicTracerProvider, BatchSpanProcessor, ConsoleSpanExporter, ParentBasedSampler, SimpleSpanProcessor }, resources, { RateLimitedSampler }] = await Promise.all([
     import('@opentelemetry/sdk-node'),
     import('@opentelemetry/sdk-trace-base'),
     import('@opentelemetry/resources'),
+    import('./rate-limited-sampler.js'),
   ]);
+  // OTEL_TRACES_SAMPLER, when set, chooses the sampler as the SDK defines it;
+  // otherwise runs are traced whole up to a rate (see tracesPerSecond).
+  const sampler = process.env.OTEL_TRACES_SAMPLER?.trim() ? undefined : new ParentBasedSampler({ root: new RateLimitedSampler(tracesPerSecond()) });
   const exporters = (process.env.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map((s) => s.trim()).filter(Boolean);
   const processors: SpanProcessor[] = [];
   for (const name of exporters) {
@@ -143,6 +150,7 @@ async function start(options: TelemetryOptions): Promise<boolean> {
   const sdk = new NodeSDK({
     resource: resourceOf(options.processComponent),
     autoDetectResources: false,
+    sampler,
     spanProcessors: processors,
     // Metrics go to Prometheus (/metrics), logs to pino: the SDK exports traces only.
     metricReaders: [],
@@ -157,11 +165,27 @@ async function start(options: TelemetryOptions): Promise<boolean> {
     sdk,
     provider: (component) => {
       let provider = providers.get(component);
-      if (!provider) providers.set(component, (provider = new BasicTracerProvider({ resource: resourceOf(component), spanProcessors: processors })));
+      if (!provider) providers.set(component, (provider = new BasicTracerProvider({ resource: resourceOf(component), spanProcessors: processors, sampler })));
       return provider;
     },
   };
   return true;
+}
+
+/** New traces a process starts at most per second when OTEL_TRACES_SAMPLER is not set. */
+export const DEFAULT_TRACES_PER_SECOND = 10;
+
+/**
+ * `STAGEMESH_TRACES_PER_SECOND`: how many new traces (runs, mostly) a process
+ * samples per second at most when OTEL_TRACES_SAMPLER is not set, every hop of
+ * a sampled run included. @default DEFAULT_TRACES_PER_SECOND
+ */
+export function tracesPerSecond(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.STAGEMESH_TRACES_PER_SECOND?.trim();
+  if (!raw) return DEFAULT_TRACES_PER_SECOND;
+  const value = Number(raw);
+  if (!(value > 0) || !Number.isFinite(value)) throw new Error(`STAGEMESH_TRACES_PER_SECOND: expected a positive number, got "${raw}"`);
+  return value;
 }
 
 /** The OTLP trace exporter of OTEL_EXPORTER_OTLP(_TRACES)_PROTOCOL: http/protobuf (default), grpc or http/json. */
