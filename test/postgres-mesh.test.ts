@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { callUnary } from '../services/common/grpc-client.js';
 import { RunState } from '../services/common/proto.js';
 import { inline, runToEnd, startTestMesh, type TestMesh } from './support/mesh.js';
-import { requirePostgres, TEST_POSTGRES_URL } from './support/tools.js';
+import { queryTestPostgres, requirePostgres, TEST_POSTGRES_URL } from './support/tools.js';
 
 const POSTGRES_URL = TEST_POSTGRES_URL;
 
@@ -18,13 +17,7 @@ describe('mesh - state in PostgreSQL (STAGEMESH_DATABASE_URL)', function () {
 
   after(async () => {
     await Promise.allSettled(meshes.map((t) => t.destroy()));
-    const admin = new pg.Client({ connectionString: POSTGRES_URL });
-    await admin.connect();
-    try {
-      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    } finally {
-      await admin.end();
-    }
+    await queryTestPostgres(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   });
 
   it('runs a pipeline with its state in PostgreSQL and finds it again after a restart', async () => {
@@ -39,13 +32,6 @@ describe('mesh - state in PostgreSQL (STAGEMESH_DATABASE_URL)', function () {
     const { run: again } = await callUnary(second.clients.scheduler.getRun.bind(second.clients.scheduler), { runId: run.runId });
     assert.equal(again!.state, RunState.RUN_STATE_SUCCEEDED);
     assert.match(again!.stages[0]!.attempts[0]!.evidence!.logTail, /stored/);
-    const admin = new pg.Client({ connectionString: POSTGRES_URL });
-    await admin.connect();
-    try {
-      const { rows } = await admin.query(`SELECT state FROM ${schema}.runs WHERE run_id = $1`, [run.runId]);
-      assert.deepEqual(rows, [{ state: 'SUCCEEDED' }]);
-    } finally {
-      await admin.end();
-    }
+    assert.deepEqual(await queryTestPostgres(`SELECT state FROM ${schema}.runs WHERE run_id = $1`, [run.runId]), [{ state: 'SUCCEEDED' }]);
   });
 });

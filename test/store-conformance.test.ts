@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { PgliteStore } from '../services/common/pglite-store.js';
 import { PostgresStore } from '../services/common/postgres-store.js';
 import { Evidence, Pipeline, Run, RunState, StageState } from '../services/common/proto.js';
 import { MIGRATIONS, sqlLiteral, type Store } from '../services/common/store.js';
 import { RunStore, type NewRun } from '../services/scheduler/run-store.js';
-import { requirePostgres, TEST_POSTGRES_URL } from './support/tools.js';
+import { queryTestPostgres, requirePostgres, TEST_POSTGRES_URL } from './support/tools.js';
 
 const POSTGRES_URL = TEST_POSTGRES_URL;
 
@@ -241,13 +240,7 @@ storeConformance('PostgreSQL', async (ctx) => {
     reopen: open,
     drop: async () => {
       await Promise.allSettled(opened.map((s) => s.close()));
-      const admin = new pg.Client({ connectionString: POSTGRES_URL });
-      await admin.connect();
-      try {
-        await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      } finally {
-        await admin.end();
-      }
+      await queryTestPostgres(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     },
   };
 });

@@ -244,6 +244,18 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
 /** The PostgreSQL the tests use (each makes its own schema and drops it). */
 export const TEST_POSTGRES_URL = process.env.STAGEMESH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
+/** Runs one statement on TEST_POSTGRES_URL over a connection of its own (a test's setup, clean-up or check). */
+export async function queryTestPostgres<Row = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<Row[]> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: TEST_POSTGRES_URL });
+  await client.connect();
+  try {
+    return (await client.query(sql, params)).rows as Row[];
+  } finally {
+    await client.end();
+  }
+}
+
 /**
  * Checks that PostgreSQL answers at TEST_POSTGRES_URL: in CI a missing server
  * fails the test loudly; elsewhere the test is skipped with the reason printed.
