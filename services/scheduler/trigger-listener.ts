@@ -78,10 +78,18 @@ export class TriggerListener {
     });
   }
 
-  async #triggeredPipelines(): Promise<readonly TriggeredPipeline[]> {
+  /**
+   * The pipelines with triggers: the remembered list while it is fresh (no
+   * promise: every event on the bus asks), else a promise of the list asked
+   * again.
+   */
+  #triggeredPipelines(): readonly TriggeredPipeline[] | Promise<readonly TriggeredPipeline[]> {
     const now = Date.now();
-    if (!this.#pipelines || now - this.#pipelines.atMs >= this.#options.pipelinesRefreshMs) this.#pipelines = { list: await this.#options.pipelines(), atMs: now };
-    return this.#pipelines.list;
+    if (this.#pipelines && now - this.#pipelines.atMs < this.#options.pipelinesRefreshMs) return this.#pipelines.list;
+    return (async () => {
+      this.#pipelines = { list: await this.#options.pipelines(), atMs: now };
+      return this.#pipelines.list;
+    })();
   }
 
   /** Starts listening; returns at once. */
@@ -100,7 +108,10 @@ export class TriggerListener {
       try {
         const subscription = await events.subscribe({ subjects: [], filter: {}, start: { kind: 'new' }, consumer: { name: consumer, ackTimeoutMs, maxDeliver } }, signal);
         for await (const { event } of subscription) {
-          if (await this.#handle(event)) this.#acks.add(event.sequence);
+          const known = this.#triggeredPipelines();
+          const pipelines = known instanceof Promise ? await known : known;
+          // Most events trigger nothing: they are acknowledged without a submission to wait for.
+          if (pipelines.length === 0 || (await this.#handle(event, pipelines))) this.#acks.add(event.sequence);
         }
       } catch (err) {
         if (signal.aborted) break;
@@ -113,8 +124,7 @@ export class TriggerListener {
   }
 
   /** Submits every pipeline the event triggers; false when a submission failed (the event is redelivered). */
-  async #handle(event: Event): Promise<boolean> {
-    const pipelines = await this.#triggeredPipelines();
+  async #handle(event: Event, pipelines: readonly TriggeredPipeline[]): Promise<boolean> {
     let ok = true;
     for (const pipeline of pipelines) {
       if (event.attributes.pipeline === pipeline.pipelineRef) continue;
