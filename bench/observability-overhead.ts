@@ -4,9 +4,9 @@ import { startJaeger, type JaegerInstance } from '../test/support/jaeger.js';
 import { toolPath } from '../test/support/tools.js';
 import { packageRoot } from '../services/common/paths.js';
 import { readPrometheusSample } from './prometheus-sample.js';
-import { chain, warmUp, withBenchTarget } from './run-bench.js';
+import { chain, runAndWaitSamples, warmUp, withBenchTarget } from './run-bench.js';
 import { median } from './sustained.js';
-import { chainDocument, percentile, registered, runAndWait } from './workloads.js';
+import { percentile } from './workloads.js';
 
 /** What one mode of the mesh measured. */
 export interface ModeFigures {
@@ -86,10 +86,7 @@ async function measureMode(mode: Mode, env: Record<string, string>, options: Req
     const cpuBefore = await meshCpuMs(child!.metricsUrl);
     const stagesPerSec = await chain(clients, options.runs, STAGES);
     const cpuMsPerStage = ((await meshCpuMs(child!.metricsUrl)) - cpuBefore) / (options.runs * STAGES);
-    const submit = await registered(clients, chainDocument(`bench-obs-${mode.replaceAll('_', '-')}-${Date.now().toString(36)}`, STAGES));
-    for (let i = 0; i < 10; i++) await runAndWait(clients, submit);
-    const perStageMs: number[] = [];
-    for (let i = 0; i < options.samples; i++) perStageMs.push((await runAndWait(clients, submit)).ms / STAGES);
+    const perStageMs = (await runAndWaitSamples(clients, STAGES, options.samples)).map((ms) => ms / STAGES);
     return { stages_per_sec: Math.round(stagesPerSec), cpu_ms_per_stage: round3(cpuMsPerStage), stage_latency_ms: { p50: round2(percentile(perStageMs, 50)), p99: round2(percentile(perStageMs, 99)) } };
   });
 }

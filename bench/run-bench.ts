@@ -163,12 +163,18 @@ export async function warmUp(name: string, workload: () => Promise<number>, prog
   return rounds;
 }
 
-/** RunAndWait latency of a 3-stage noop chain, one run at a time. */
-async function runAndWaitLatency(clients: MeshClients, samples = 200) {
-  const submit = await registered(clients, chainDocument(unique('bench-rw'), 3));
+/** RunAndWait of a registered noop chain of `length` stages, one run at a time: each of `samples` runs' milliseconds, after 10 runs of warm-up. */
+export async function runAndWaitSamples(clients: MeshClients, length: number, samples: number): Promise<number[]> {
+  const submit = await registered(clients, chainDocument(unique('bench-rw'), length));
   for (let i = 0; i < 10; i++) await runAndWait(clients, submit); // warm-up
   const ms: number[] = [];
   for (let i = 0; i < samples; i++) ms.push((await runAndWait(clients, submit)).ms);
+  return ms;
+}
+
+/** RunAndWait latency of a 3-stage noop chain, one run at a time. */
+async function runAndWaitLatency(clients: MeshClients, samples = 200) {
+  const ms = await runAndWaitSamples(clients, 3, samples);
   return { p50: Number(percentile(ms, 50).toFixed(2)), p99: Number(percentile(ms, 99).toFixed(2)) };
 }
 
