@@ -90,17 +90,19 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
       await assert.rejects(runs.getPipeline('shared'), { name: 'NotFoundError' });
     });
 
-    it('writes a run with its stages and attempts in one step and reads it back', async () => {
+    it('stores a run at once and its stages and attempts as they end; GetRun of a live run shows them in flight', async () => {
       const run = newRun('write');
       await runs.apply({
         newRuns: [run],
         stages: [{ runId: run.runId, stageId: 'a', state: 'QUEUED' }],
         newAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'QUEUED', startedAtMs: 1_700_000_000_000 }],
       });
-      // The new run's stages are stored in the state its first step gave them.
-      assert.deepEqual((await runs.getRun(run.runId)).stages.map((s) => [s.stageId, s.state]), [['a', StageState.STAGE_STATE_QUEUED], ['b', StageState.STAGE_STATE_PENDING]]);
+      const states = (r: Run) => r.stages.map((s) => [s.stageId, s.state, s.attempts.length]);
+      // The store holds the run; the stage in flight and its attempt are only in memory.
+      assert.deepEqual(states(await runs.getRun(run.runId)), [['a', StageState.STAGE_STATE_PENDING, 0], ['b', StageState.STAGE_STATE_PENDING, 0]]);
+      assert.deepEqual(states(await runs.getRun(run.runId, { live: true })), [['a', StageState.STAGE_STATE_QUEUED, 1], ['b', StageState.STAGE_STATE_PENDING, 0]]);
       await runs.apply({
-        finishedAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'SUCCEEDED', nodeId: 'n1', evidence: Evidence.fromPartial({ exitCode: 0, durationMs: 12, logTail: 'ok' }) }],
+        finishedAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'SUCCEEDED', nodeId: 'n1', evidence: Evidence.fromPartial({ exitCode: 0, durationMs: 12, logTail: 'ok' }), startedAtMs: 1_700_000_000_000 }],
         stages: [{ runId: run.runId, stageId: 'a', state: 'SUCCEEDED', outputs: { version: '1' } }],
         runs: [{ runId: run.runId, state: 'SUCCEEDED', reason: '' }],
       });
@@ -108,27 +110,43 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
       assert.equal(stored.state, RunState.RUN_STATE_SUCCEEDED);
       assert.ok(stored.finishedAt instanceof Date);
       assert.deepEqual(stored.inputs, { ref: 'main' });
-      assert.deepEqual(stored.stages.map((s) => [s.stageId, s.state]), [['a', StageState.STAGE_STATE_SUCCEEDED], ['b', StageState.STAGE_STATE_PENDING]]);
+      assert.deepEqual(states(stored), [['a', StageState.STAGE_STATE_SUCCEEDED, 1], ['b', StageState.STAGE_STATE_PENDING, 0]]);
       assert.deepEqual(stored.stages[0]!.outputs, { version: '1' });
       const attempt = stored.stages[0]!.attempts[0]!;
       assert.equal(attempt.nodeId, 'n1');
       assert.equal(attempt.evidence?.durationMs, 12);
+      assert.equal(attempt.state, StageState.STAGE_STATE_SUCCEEDED);
       const [loaded] = await runs.loadRuns([run.runId, 'no-such-run']);
       assert.equal(loaded?.definition.name, 'write');
       assert.equal(loaded?.run.createdAt?.getTime(), run.createdAtMs);
       assert.equal(loaded?.run.stages[0]!.attempts[0]!.startedAt?.getTime(), 1_700_000_000_000);
     });
 
-    it('answers GetRun of an exclusive store from memory with exactly what is stored', async () => {
+    it('closes an attempt an older version stored open, and overwrites a stage row it left in flight', async () => {
+      const run = newRun('upgraded');
+      await runs.apply({ newRuns: [run] });
+      // Rows as versions before migration 9 wrote them when a stage was dispatched.
+      await t.store.query(`INSERT INTO stage_runs (run_id, stage_id, state) VALUES ($1, 'a', 'QUEUED')`, [run.runId]);
+      await t.store.query(`INSERT INTO attempts (attempt_id, run_id, stage_id, number, state, started_at) VALUES ($1, $2, 'a', 1, 'QUEUED', to_timestamp(1700000000))`, [`${run.runId}-1`, run.runId]);
+      await runs.apply({
+        finishedAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'CANCELLED', startedAtMs: 1_700_000_000_000 }],
+        stages: [{ runId: run.runId, stageId: 'a', state: 'CANCELLED' }],
+      });
+      const stored = await runs.getRun(run.runId);
+      assert.deepEqual(stored.stages[0]!.attempts.map((a) => [a.number, a.state, a.finishedAt instanceof Date]), [[1, StageState.STAGE_STATE_CANCELLED, true]]);
+      assert.equal(stored.stages[0]!.state, StageState.STAGE_STATE_CANCELLED);
+    });
+
+    it('answers GetRun of an exclusive store from memory: what is stored, and the stages and attempts in flight', async () => {
       const exclusive = new RunStore(t.store, { exclusive: true });
       const shared = new RunStore(t.store);
       const run = newRun('mirrored');
-      const attempt = (stageId: string, number: number) => ({ attemptId: `${run.runId}-${stageId}${number}`, runId: run.runId, stageId, number });
+      const attempt = (stageId: string, number: number) => ({ attemptId: `${run.runId}-${stageId}${number}`, runId: run.runId, stageId, number, startedAtMs: Date.now() });
       const steps = [
-        { newRuns: [run], stages: [{ runId: run.runId, stageId: 'a', state: 'QUEUED' as const }], newAttempts: [{ ...attempt('a', 1), state: 'QUEUED' as const, startedAtMs: Date.now() }] },
+        { newRuns: [run], stages: [{ runId: run.runId, stageId: 'a', state: 'QUEUED' as const }], newAttempts: [{ ...attempt('a', 1), state: 'QUEUED' as const }] },
         {
           finishedAttempts: [{ ...attempt('a', 1), state: 'FAILED' as const, nodeId: 'n1', evidence: Evidence.fromPartial({ exitCode: 2, durationMs: 7, logTail: 'boom', error: 'exit 2' }) }],
-          newAttempts: [{ ...attempt('a', 2), state: 'QUEUED' as const, startedAtMs: Date.now() }],
+          newAttempts: [{ ...attempt('a', 2), state: 'QUEUED' as const }],
         },
         {
           finishedAttempts: [{ ...attempt('a', 2), state: 'SUCCEEDED' as const, nodeId: 'n2', evidence: Evidence.fromPartial({ exitCode: 0, durationMs: 3, logTail: 'ok' }) }],
@@ -139,14 +157,28 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
           runs: [{ runId: run.runId, state: 'SUCCEEDED' as const, reason: 'done' }],
         },
       ];
-      const wire = (r: Run) => Run.toJSON(r);
-      for (const step of steps) {
+      const attempts = (r: Run) => r.stages[0]!.attempts.map((a) => [a.number, a.state]);
+      const { QUEUED, FAILED, SUCCEEDED } = { QUEUED: StageState.STAGE_STATE_QUEUED, FAILED: StageState.STAGE_STATE_FAILED, SUCCEEDED: StageState.STAGE_STATE_SUCCEEDED };
+      // Memory adds the attempt in flight to what the store holds.
+      const inFlight = [
+        { memory: [[1, QUEUED]], stored: [] },
+        { memory: [[1, FAILED], [2, QUEUED]], stored: [[1, FAILED]] },
+      ];
+      for (const [i, step] of steps.entries()) {
         await exclusive.apply(step);
-        assert.deepEqual(wire(await exclusive.getRun(run.runId)), wire(await shared.getRun(run.runId)));
+        const [fromMemory, fromStore] = [await exclusive.getRun(run.runId), await shared.getRun(run.runId)];
+        if (inFlight[i]) {
+          assert.deepEqual([attempts(fromMemory), attempts(fromStore)], [inFlight[i].memory, inFlight[i].stored]);
+          assert.deepEqual([fromMemory.stages[0]!.state, fromStore.stages[0]!.state], [QUEUED, StageState.STAGE_STATE_PENDING]);
+        } else {
+          // Once it has ended, memory and the store agree exactly.
+          assert.deepEqual(Run.toJSON(fromMemory), Run.toJSON(fromStore));
+        }
       }
       const finished = await exclusive.getRun(run.runId);
       assert.equal(finished.state, RunState.RUN_STATE_SUCCEEDED);
       assert.deepEqual(finished.stages[0]!.attempts.map((a) => [a.number, a.nodeId, a.evidence?.logTail]), [[1, 'n1', 'boom'], [2, 'n2', 'ok']]);
+      assert.deepEqual(attempts(finished), [[1, FAILED], [2, SUCCEEDED]]);
       // The answer came from memory: with the rows gone, only the shared store notices.
       await t.store.query('DELETE FROM runs WHERE run_id = $1', [run.runId]);
       assert.equal((await exclusive.getRun(run.runId)).reason, 'done');
@@ -166,16 +198,19 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
 
     it('writes nothing of a step whose statement fails', async () => {
       const run = newRun('atomic');
-      await runs.apply({ newRuns: [run], newAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 1, state: 'QUEUED' }] });
+      await runs.apply({ newRuns: [run] });
       await assert.rejects(
         runs.apply({
+          stages: [{ runId: run.runId, stageId: 'a', state: 'SUCCEEDED' }],
+          // An attempt without its stage breaks a NOT NULL constraint, after the stage's row was written.
+          finishedAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: null as unknown as string, number: 1, state: 'SUCCEEDED' }],
           runs: [{ runId: run.runId, state: 'FAILED', reason: 'should not stick' }],
-          newAttempts: [{ attemptId: `${run.runId}-1`, runId: run.runId, stageId: 'a', number: 2, state: 'QUEUED' }],
         }),
       );
       const stored = await runs.getRun(run.runId);
       assert.equal(stored.state, RunState.RUN_STATE_RUNNING);
       assert.equal(stored.reason, '');
+      assert.equal(stored.stages[0]!.state, StageState.STAGE_STATE_PENDING);
       await assert.rejects(runs.apply({ newRuns: [newRun('atomic', { runId: run.runId })] }));
     });
 

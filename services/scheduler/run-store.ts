@@ -1,7 +1,7 @@
 import { AlreadyExistsError, NotFoundError } from '../common/errors.js';
 import { RunState, StageState, type Attempt, type Evidence, type Pipeline, type Run, type StageRun } from '../common/proto.js';
 import { sqlLiteral, type Store } from '../common/store.js';
-import type { StageStatus } from '../common/dag.js';
+import { isTerminal, type StageStatus } from '../common/dag.js';
 
 /** Run states as stored (the wire enum without its prefix). */
 export type RunStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
@@ -40,8 +40,9 @@ export interface RunStoreOptions {
   /**
    * True when no other process writes to the store (the embedded PGlite
    * store): the latest version of each pipeline, and the runs this process
-   * created (while active, and the last 1,000 finished), are then served
-   * from memory.
+   * created or resumed (while active, and the last 1,000 finished), are then
+   * served from memory. Otherwise only the runs its scheduler is advancing
+   * are (GetRun with `live`): the store does not hold their stages in flight.
    * Exact versions are immutable and always cached. @default false
    */
   exclusive?: boolean;
@@ -61,9 +62,8 @@ export interface AttemptChange {
   number: number;
   state: StageStatus;
   nodeId?: string;
-  finished?: boolean;
   evidence?: Evidence;
-  /** When a new attempt was created, in ms since the epoch. @default the commit time */
+  /** When the attempt was created, in ms since the epoch (an ended attempt is stored with it). @default the commit time */
   startedAtMs?: number;
 }
 
@@ -73,11 +73,17 @@ export interface RunChange {
   reason?: string;
 }
 
-/** Every write of one scheduler step; applied in a single transaction with multi-row statements. */
+/**
+ * Every change of one scheduler step; applied in a single transaction with
+ * multi-row statements. The store keeps the ended stages and attempts
+ * (RunStore.apply); the mirror keeps all of it.
+ */
 export interface ChangeSet {
   newRuns?: NewRun[];
   stages?: StageChange[];
+  /** Attempts started: in memory only. */
   newAttempts?: AttemptChange[];
+  /** Attempts ended: stored whole. */
   finishedAttempts?: AttemptChange[];
   runs?: RunChange[];
 }
@@ -128,14 +134,13 @@ export class RunStore {
   /** The latest definition by name; only filled when this process is the store's only writer. */
   readonly #latest = new Map<string, Pipeline>();
 
-  /** Runs as this process wrote them, when it is the store's only writer (GetRun then answers from memory). */
-  readonly #mirror?: RunMirror;
+  /** Runs as this process's steps changed them (GetRun answers from it, see RunStoreOptions.exclusive). */
+  readonly #mirror = new RunMirror();
 
   constructor(
     private readonly store: Store,
     private readonly options: RunStoreOptions = {},
   ) {
-    if (options.exclusive) this.#mirror = new RunMirror();
   }
 
   #remember(pipeline: Pipeline, latest: boolean): Pipeline {
@@ -217,57 +222,64 @@ export class RunStore {
 
   /**
    * Applies one scheduler step atomically, in one round trip: each kind of
-   * change is one statement over all its rows (see stagemesh_apply_step).
+   * row is one statement over all its rows (see stagemesh_apply_step). What
+   * is stored is what recovery and the readers of a run need: a new run, the
+   * stages that ended (with their outputs), the attempts that ended (whole),
+   * the runs that changed state. Stages queued and attempts started are not
+   * written: they are in the scheduler's memory and in the mirror GetRun
+   * answers from. After a crash such a stage runs again (at least once); a
+   * graceful stop records its attempts in flight as interrupted.
    */
   async apply(changes: ChangeSet): Promise<void> {
     const step: Record<string, unknown[]> = {};
     // The step's own time for what finishes in it (the scheduler's clock, as for every other time stored).
     const atMs = Date.now();
     const at = new Date(atMs).toISOString();
-    // A new run's stages are inserted in the state this step leaves them in, not inserted PENDING and then updated.
-    const newRunIds = new Set(changes.newRuns?.map((r) => r.runId));
-    const newStageState = new Map<string, StageStatus>();
-    const stageUpdates: StageChange[] = [];
-    for (const change of changes.stages ?? []) {
-      if (newRunIds.has(change.runId) && !Object.keys(change.outputs ?? {}).length) newStageState.set(`${change.runId}\u0000${change.stageId}`, change.state);
-      else stageUpdates.push(change);
-    }
-    if (changes.newRuns?.length) {
-      step.new_runs = changes.newRuns.map(newRunRow);
-      step.new_stages = changes.newRuns.flatMap((r) => r.pipeline.stages.map((s) => ({ run_id: r.runId, stage_id: s.id, state: newStageState.get(`${r.runId}\u0000${s.id}`) ?? null })));
-    }
-    if (stageUpdates.length) step.stages = stageUpdates.map((s) => ({ run_id: s.runId, stage_id: s.stageId, state: s.state, outputs: s.outputs ?? null }));
-    if (changes.newAttempts?.length) {
-      step.new_attempts = changes.newAttempts.map((a) => ({
+    if (changes.newRuns?.length) step.new_runs = changes.newRuns.map(newRunRow);
+    // One row per stage and attempt: an upsert may not touch a row twice in one statement.
+    const endedStages = new Map<string, StageChange>();
+    for (const s of changes.stages ?? []) if (isTerminal(s.state)) endedStages.set(`${s.runId}\u0000${s.stageId}`, s);
+    if (endedStages.size) step.ended_stages = [...endedStages.values()].map((s) => ({ run_id: s.runId, stage_id: s.stageId, state: s.state, outputs: s.outputs ?? null }));
+    const endedAttempts = new Map((changes.finishedAttempts ?? []).map((a) => [a.attemptId, a]));
+    if (endedAttempts.size) {
+      step.ended_attempts = [...endedAttempts.values()].map((a) => ({
         attempt_id: a.attemptId,
         run_id: a.runId,
         stage_id: a.stageId,
         number: a.number,
         state: a.state,
+        node_id: a.nodeId ?? '',
         started_at: a.startedAtMs === undefined ? at : new Date(a.startedAtMs).toISOString(),
+        finished_at: at,
+        evidence: a.evidence ?? null,
       }));
     }
-    if (changes.finishedAttempts?.length) {
-      step.finished_attempts = changes.finishedAttempts.map((a) => ({ attempt_id: a.attemptId, state: a.state, node_id: a.nodeId ?? '', evidence: a.evidence ?? null, finished_at: at }));
-    }
     if (changes.runs?.length) step.runs = changes.runs.map((r) => ({ run_id: r.runId, state: r.state, reason: r.reason ?? null, finished_at: at }));
-    if (Object.keys(step).length === 0) return;
-    // One call in one round trip: the function (migrations 6 and 8) applies each kind of change over all its rows.
-    await this.store.script([`SELECT stagemesh_apply_step(${sqlLiteral(json(step))}::jsonb)`]);
-    this.#mirror?.apply(changes, atMs);
+    // A step of stages and attempts starting only changes memory.
+    if (Object.keys(step).length > 0) await this.store.script([`SELECT stagemesh_apply_step(${sqlLiteral(json(step))}::jsonb)`]);
+    this.#mirror.apply(changes, atMs);
   }
 
-  /** One run with its stages and attempts (from memory when the store is exclusive and this process created it). @throws NotFoundError */
-  async getRun(runId: string): Promise<Run> {
-    const mirrored = this.#mirror?.run(runId);
+  /**
+   * One run with its stages and attempts: from memory when this process
+   * created or resumed it and either the store is exclusive or the run is
+   * `live` (its scheduler is advancing it). @throws NotFoundError
+   */
+  async getRun(runId: string, { live = false } = {}): Promise<Run> {
+    const mirrored = this.options.exclusive || live ? this.#mirror.run(runId) : undefined;
     if (mirrored) return mirrored;
     const [found] = await this.loadRuns([runId]);
     if (!found) throw new NotFoundError('run', runId);
     return found.run;
   }
 
-  /** Loads runs with their stages, attempts and definitions: three statements for any number of runs. Unknown ids are left out. */
-  async loadRuns(runIds: readonly string[]): Promise<StoredRun[]> {
+  /**
+   * Loads runs with their stages, attempts and definitions, in one statement
+   * for any number of runs. Unknown ids are left out. With `adopt` (a
+   * scheduler resuming them) the runs join the mirror, so GetRun shows their
+   * stages in flight as it does for runs this process created.
+   */
+  async loadRuns(runIds: readonly string[], { adopt = false } = {}): Promise<StoredRun[]> {
     if (runIds.length === 0) return [];
     const ids = [...new Set(runIds)];
     // One statement: each round trip into the store costs more than the rows it reads.
@@ -287,6 +299,7 @@ export class RunStore {
       const row = byId.get(id);
       if (!row) return [];
       const attempts = row.attempt_rows.map((a) => ({ ...a, started_at: new Date(a.started_at), finished_at: a.finished_at === null ? null : new Date(a.finished_at) }));
+      if (adopt) this.#mirror.adopt(row, row.stage_rows, attempts);
       return [{
         run: toRun(row, row.stage_rows, attempts),
         definition: row.definition,
@@ -321,9 +334,9 @@ export class RunStore {
 }
 
 /**
- * A new run as GetRun will read it back once `changes` (its first step: the
- * run, its stage changes and first attempts, nothing of other runs) are
- * committed; SubmitRun answers with it without reading the store.
+ * A new run as the scheduler's mirror holds it once `changes` (its first
+ * step: the run, its stage changes and first attempts, nothing of other runs)
+ * are committed; SubmitRun answers with it without reading the store.
  */
 export function newRunAsStored(changes: ChangeSet): Run {
   const run = changes.newRuns![0]!;
@@ -362,10 +375,11 @@ interface MirroredRun {
 }
 
 /**
- * The rows of the runs this process created, as its steps wrote them: the
- * same changes stagemesh_apply_step applies, applied to memory, with the same
- * times (every time comes from the scheduler). Active runs stay until they
- * finish, then the last MIRRORED_FINISHED_RUNS finished ones.
+ * The runs this process created or resumed, as its steps changed them: the
+ * rows stagemesh_apply_step stores, with the same times (every time comes
+ * from the scheduler), and the stages queued and attempts started, which
+ * only memory holds. Active runs stay until they finish, then the last
+ * MIRRORED_FINISHED_RUNS finished ones.
  */
 export class RunMirror {
   readonly #runs = new Map<string, MirroredRun>();
@@ -375,9 +389,7 @@ export class RunMirror {
 
   /** Applies a committed step; `atMs` is the time it gave what finished in it. */
   apply(changes: ChangeSet, atMs: number): void {
-    for (const r of changes.newRuns ?? []) {
-      this.#runs.set(r.runId, { row: newRunRow(r), stages: new Map(r.pipeline.stages.map((stage) => [stage.id, { stage_id: stage.id, state: 'PENDING', outputs: {} }])), attempts: new Map() });
-    }
+    for (const r of changes.newRuns ?? []) this.adopt(newRunRow(r), [], []);
     for (const c of changes.stages ?? []) {
       const stages = this.#runs.get(c.runId)?.stages;
       const current = stages?.get(c.stageId);
@@ -388,8 +400,8 @@ export class RunMirror {
     }
     for (const a of changes.finishedAttempts ?? []) {
       const attempts = this.#runs.get(a.runId)?.attempts;
-      const current = attempts?.get(a.attemptId);
-      if (current) attempts!.set(a.attemptId, { ...current, state: a.state, node_id: a.nodeId ?? '', evidence: a.evidence ?? null, finished_at: new Date(atMs) });
+      const started = attempts?.get(a.attemptId)?.started_at ?? new Date(a.startedAtMs ?? atMs);
+      attempts?.set(a.attemptId, { attempt_id: a.attemptId, stage_id: a.stageId, number: a.number, state: a.state, node_id: a.nodeId ?? '', started_at: started, finished_at: new Date(atMs), evidence: a.evidence ?? null });
     }
     for (const c of changes.runs ?? []) {
       const mirrored = this.#runs.get(c.runId);
@@ -398,6 +410,13 @@ export class RunMirror {
       mirrored.row = { ...mirrored.row, state: c.state, reason: c.reason ?? mirrored.row.reason, finished_at: terminal ? new Date(atMs) : mirrored.row.finished_at };
       if (terminal) this.#retire(c.runId);
     }
+  }
+
+  /** Keeps a run as stored: its stages (PENDING where no row says otherwise) and attempts. */
+  adopt(row: RunRow, stageRows: readonly StageRow[], attemptRows: readonly AttemptRow[]): void {
+    const stages = new Map<string, StageRow>(row.definition.stages.map((stage) => [stage.id, { stage_id: stage.id, state: 'PENDING', outputs: {} }]));
+    for (const stage of stageRows) stages.set(stage.stage_id, stage);
+    this.#runs.set(row.run_id, { row, stages, attempts: new Map(attemptRows.map((a) => [a.attempt_id, a])) });
   }
 
   #retire(runId: string): void {
@@ -417,7 +436,7 @@ export class RunMirror {
 
 /** Builds the wire Run (without stages) from a stored row, for listings. */
 export function runSummary(row: RunRow): Run {
-  return toRun(row, [], []);
+  return toRun(row, undefined, []);
 }
 
 interface StageRow {
@@ -426,7 +445,8 @@ interface StageRow {
   outputs: Record<string, string>;
 }
 
-function toRun(row: RunRow, stages: StageRow[], attempts: AttemptRow[]): Run {
+/** The wire Run of a stored row; `stages` are the rows stored (a stage without one is PENDING), undefined for a listing without stages. */
+function toRun(row: RunRow, stages: readonly StageRow[] | undefined, attempts: readonly AttemptRow[]): Run {
   const byStage = new Map<string, Attempt[]>();
   for (const a of attempts) {
     const list = byStage.get(a.stage_id) ?? [];
@@ -441,8 +461,8 @@ function toRun(row: RunRow, stages: StageRow[], attempts: AttemptRow[]): Run {
     });
     byStage.set(a.stage_id, list);
   }
-  const stateById = new Map(stages.map((s) => [s.stage_id, s]));
-  const stageRuns: StageRun[] = stages.length
+  const stateById = new Map(stages?.map((s) => [s.stage_id, s]));
+  const stageRuns: StageRun[] = stages
     ? row.definition.stages.map((stage) => ({
         stageId: stage.id,
         framework: stage.framework,

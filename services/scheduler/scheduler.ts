@@ -12,7 +12,7 @@ import { checkExpressions, resolveExpressions } from './expressions.js';
 import { expandedStageId, expandMatrix, matrixCombinations, MAX_MATRIX_STAGES } from './matrix.js';
 import { beginRunTrace, withTraceparent, type TracedWork } from '../common/telemetry.js';
 import { finishStageSpan, startStageSpan } from './stage-tracing.js';
-import { newRunAsStored, TERMINAL_RUN_STATES, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
+import { newRunAsStored, TERMINAL_RUN_STATES, type AttemptChange, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
 
 export interface SchedulerOptions {
   logger: Logger;
@@ -29,8 +29,9 @@ export interface SchedulerOptions {
 interface StageRecord {
   stage: Stage;
   status: StageStatus;
-  /** The attempt that holds the stage now, if any. */
+  /** The attempt that holds the stage now, if any, and when it was created (ms since the epoch). */
   attemptId?: string;
+  attemptStartedAtMs?: number;
   attemptNumber: number;
   /** Failed attempts so far, counted against retry.max_attempts. */
   failures: number;
@@ -398,8 +399,9 @@ export class Scheduler {
     record.status = 'QUEUED';
     record.attemptNumber++;
     record.attemptId = randomUUID();
+    record.attemptStartedAtMs = Date.now();
     (changes.stages ??= []).push({ runId: run.runId, stageId: stage.id, state: 'QUEUED' });
-    (changes.newAttempts ??= []).push({ attemptId: record.attemptId, runId: run.runId, stageId: stage.id, number: record.attemptNumber, state: 'QUEUED', startedAtMs: Date.now() });
+    (changes.newAttempts ??= []).push({ attemptId: record.attemptId, runId: run.runId, stageId: stage.id, number: record.attemptNumber, state: 'QUEUED', startedAtMs: record.attemptStartedAtMs });
     record.trace = startStageSpan(run.traceparent, { runId: run.runId, stageId: stage.id, attempt: record.attemptNumber, framework: stage.framework, pipelineName: run.pipeline.name });
     record.traceparent = record.trace?.traceparent;
     // A view, not a copy: building a map of every stage per task made wide runs quadratic.
@@ -507,8 +509,7 @@ export class Scheduler {
     const state = outcomeState(outcome.status);
     record.traceparent = finishStageSpan(record.trace, outcome, state) || record.traceparent;
     record.trace = undefined;
-    record.attemptId = undefined;
-    (changes.finishedAttempts ??= []).push({ attemptId: outcome.attemptId, runId: run.runId, stageId: record.stage.id, number: record.attemptNumber, state, nodeId: outcome.nodeId, evidence: outcome.evidence });
+    this.#endAttempt(run, record, changes, { state, nodeId: outcome.nodeId, evidence: outcome.evidence });
     const data = { attempt: record.attemptNumber, node_id: outcome.nodeId, exit_code: outcome.evidence?.exitCode ?? 0, duration_ms: outcome.evidence?.durationMs ?? 0 };
     if (state === 'SUCCEEDED') {
       record.status = 'SUCCEEDED';
@@ -541,6 +542,12 @@ export class Scheduler {
     this.#publish(this.#stageEvent(state === 'CANCELLED' ? 'stage.cancelled' : 'stage.failed', run, record.stage.id, { ...data, error: outcome.evidence?.error ?? '' }));
   }
 
+  /** Records how the stage's attempt in flight ended; the attempt no longer holds the stage. */
+  #endAttempt(run: ActiveRun, record: StageRecord, changes: ChangeSet, end: Pick<AttemptChange, 'state' | 'nodeId' | 'evidence'>): void {
+    (changes.finishedAttempts ??= []).push({ attemptId: record.attemptId!, runId: run.runId, stageId: record.stage.id, number: record.attemptNumber, startedAtMs: record.attemptStartedAtMs, ...end });
+    record.attemptId = undefined;
+  }
+
   #retry(runId: string, stageId: string): Promise<void> {
     return this.#commit((changes, after) => {
       const run = this.#active.get(runId);
@@ -564,10 +571,7 @@ export class Scheduler {
       (changes.runs ??= []).push({ runId, state, reason });
       for (const record of run.stages.values()) {
         if (isTerminal(record.status)) continue;
-        if (record.attemptId) {
-          (changes.finishedAttempts ??= []).push({ attemptId: record.attemptId, runId, stageId: record.stage.id, number: record.attemptNumber, state: 'CANCELLED' });
-          record.attemptId = undefined;
-        }
+        if (record.attemptId) this.#endAttempt(run, record, changes, { state: 'CANCELLED' });
         record.status = 'CANCELLED';
         (changes.stages ??= []).push({ runId, stageId: record.stage.id, state: 'CANCELLED' });
       }
@@ -587,7 +591,7 @@ export class Scheduler {
   async recover(): Promise<number> {
     const ids = await this.options.runs.unfinishedRunIds();
     for (let i = 0; i < ids.length; i += RECOVER_BATCH) {
-      const stored = await this.options.runs.loadRuns(ids.slice(i, i + RECOVER_BATCH));
+      const stored = await this.options.runs.loadRuns(ids.slice(i, i + RECOVER_BATCH), { adopt: true });
       await this.#commit((changes, after) => {
         for (const { run: wire, definition: pipeline, deadlineAtMs, traceparent } of stored) {
           const run: ActiveRun = { runId: wire.runId, pipeline, inputs: wire.inputs, priority: wire.priority, status: 'RUNNING', stages: new Map(), traceparent };
@@ -607,7 +611,7 @@ export class Scheduler {
             run.stages.set(stage.id, record);
             for (const attempt of stageRun?.attempts ?? []) {
               if (attempt.finishedAt) continue;
-              (changes.finishedAttempts ??= []).push({ attemptId: attempt.attemptId, runId: run.runId, stageId: stage.id, number: attempt.number, state: 'CANCELLED', evidence: Evidence.fromPartial({ exitCode: -1, error: 'interrupted: the mesh restarted while the attempt ran' }) });
+              (changes.finishedAttempts ??= []).push({ attemptId: attempt.attemptId, runId: run.runId, stageId: stage.id, number: attempt.number, startedAtMs: attempt.startedAt?.getTime(), state: 'CANCELLED', evidence: interrupted('the mesh restarted while the attempt ran') });
             }
             if (status === 'QUEUED' || status === 'RUNNING') tasks.push(this.#newAttempt(run, record, changes));
           }
@@ -642,12 +646,16 @@ export class Scheduler {
     return this.#active.has(runId);
   }
 
-  /** The run as stored now. */
+  /** The run as it stands now. */
   getRun(runId: string): Promise<Run> {
-    return this.options.runs.getRun(runId);
+    return this.options.runs.getRun(runId, { live: this.#active.has(runId) });
   }
 
-  /** Stops retries and timers and sends tasks still waiting; runs resume on the next start. */
+  /**
+   * Stops retries and timers, records the attempts still in flight as
+   * interrupted (their stages run again when the runs resume on the next
+   * start) and sends tasks still waiting.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     while (this.#flushing) await this.#flushing;
@@ -655,6 +663,13 @@ export class Scheduler {
       clearTimeout(run.deadlineTimer);
       for (const record of run.stages.values()) clearTimeout(record.retryTimer);
     }
+    await this.#commit((changes) => {
+      for (const run of this.#active.values()) {
+        for (const record of run.stages.values()) {
+          if (record.attemptId) this.#endAttempt(run, record, changes, { state: 'CANCELLED', evidence: interrupted('the mesh stopped while the attempt ran') });
+        }
+      }
+    }).catch((err: unknown) => this.options.logger.warn({ err }, 'could not record the attempts in flight as interrupted; their stages run again anyway'));
     await this.#tasks.close();
     for (const set of this.#listeners.values()) for (const listener of set) listener();
   }
@@ -669,6 +684,11 @@ function* statusesOf(run: ActiveRun): Iterable<StageStatus> {
 function failureReason(run: ActiveRun): string {
   const failed = [...run.stages.values()].filter((r) => r.status === 'FAILED').map((r) => r.stage.id);
   return failed.length ? `stage${failed.length > 1 ? 's' : ''} ${failed.join(', ')} failed` : '';
+}
+
+/** The evidence of an attempt the mesh's stop or restart cut short. */
+function interrupted(why: string): Evidence {
+  return Evidence.fromPartial({ exitCode: -1, error: `interrupted: ${why}` });
 }
 
 /** Attempts lost with their worker carry an error starting with "lost:" (see the coordinator). */
