@@ -60,8 +60,8 @@ export class Coordinator {
   readonly #queued = new Set<string>();
   /** Runs cancelled lately, by id, with when: tasks of theirs still on the way are dropped. */
   readonly #cancelledRuns = new Map<string, number>();
-  /** Stages in flight per pipeline, and per pipeline and framework, for concurrency limits. */
-  readonly #inFlight = new Map<string, number>();
+  /** Stages in flight per pipeline, in all and per framework, for concurrency limits. */
+  readonly #inFlight = new Map<string, { total: number; byFramework: Map<string, number> }>();
   readonly #leases: LeaseTable;
   readonly #outcomes: Batcher<Outcome>;
   readonly #sweep: NodeJS.Timeout;
@@ -244,34 +244,34 @@ export class Coordinator {
     }
   }
 
-  #limitKeys(task: Task): [string, string] {
-    return [`p\u0000${task.pipelineName}`, `f\u0000${task.pipelineName}\u0000${task.framework}`];
-  }
-
   /** True if starting `task` keeps its pipeline within its concurrency limits. */
   #withinLimits(task: Task): boolean {
     if (!task.pipelineMaxConcurrency && !task.frameworkMaxConcurrency) return true;
-    const [pipeline, framework] = this.#limitKeys(task);
-    if (task.pipelineMaxConcurrency && (this.#inFlight.get(pipeline) ?? 0) >= task.pipelineMaxConcurrency) return false;
-    return !task.frameworkMaxConcurrency || (this.#inFlight.get(framework) ?? 0) < task.frameworkMaxConcurrency;
+    const counts = this.#inFlight.get(task.pipelineName);
+    if (task.pipelineMaxConcurrency && (counts?.total ?? 0) >= task.pipelineMaxConcurrency) return false;
+    return !task.frameworkMaxConcurrency || (counts?.byFramework.get(task.framework) ?? 0) < task.frameworkMaxConcurrency;
   }
 
   /** Counts a task that goes out against its pipeline's limits. */
   #started(task: Task): void {
     if (!task.pipelineMaxConcurrency && !task.frameworkMaxConcurrency) return;
-    for (const key of this.#limitKeys(task)) this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1);
+    let counts = this.#inFlight.get(task.pipelineName);
+    if (!counts) this.#inFlight.set(task.pipelineName, (counts = { total: 0, byFramework: new Map() }));
+    counts.total++;
+    counts.byFramework.set(task.framework, (counts.byFramework.get(task.framework) ?? 0) + 1);
   }
 
   /** A task left flight (outcome, loss or cancellation): frees its place and lets waiting tasks go. */
   #finished(task: Task): void {
-    if (task.pipelineMaxConcurrency || task.frameworkMaxConcurrency) {
-      for (const key of this.#limitKeys(task)) {
-        const n = (this.#inFlight.get(key) ?? 1) - 1;
-        if (n > 0) this.#inFlight.set(key, n);
-        else this.#inFlight.delete(key);
-      }
-      this.#scheduleDispatch();
+    if (!task.pipelineMaxConcurrency && !task.frameworkMaxConcurrency) return;
+    const counts = this.#inFlight.get(task.pipelineName);
+    if (counts) {
+      const n = (counts.byFramework.get(task.framework) ?? 1) - 1;
+      if (n > 0) counts.byFramework.set(task.framework, n);
+      else counts.byFramework.delete(task.framework);
+      if (--counts.total <= 0) this.#inFlight.delete(task.pipelineName);
     }
+    this.#scheduleDispatch();
   }
 
   #expireLeases(): void {

@@ -25,6 +25,21 @@ describe('TaskQueue', () => {
     assert.equal(queue.sizeOf('pytest'), 1);
   });
 
+  it('passes over the tasks a limit holds back, asking about each once, and about a waiting candidate again after a take', () => {
+    const queue = new TaskQueue();
+    for (let i = 0; i < 100; i++) queue.push(task(`held${i}`, 'shell'));
+    queue.push(task('free1', 'shell'));
+    queue.push(task('free2', 'noop', 1));
+    queue.push(task('free3', 'shell'));
+    let asked = 0;
+    const admit = (t: Task) => (asked++, !t.attemptId.startsWith('held'));
+    assert.deepEqual(queue.take(new Set(['shell', 'noop']), 10, admit).map((t) => t.attemptId), ['free2', 'free1', 'free3']);
+    // 103 tasks, and the candidate of a lane asked again after each of the 3 takes (a take can fill a limit).
+    assert.ok(asked <= 106, `admit was asked ${asked} times`);
+    assert.equal(queue.size, 100);
+    assert.deepEqual(queue.take(new Set(['shell']), 2).map((t) => t.attemptId), ['held0', 'held1']);
+  });
+
   it('removes the tasks of a cancelled run', () => {
     const queue = new TaskQueue();
     queue.push(task('a', 'shell', 0, 'r1'));

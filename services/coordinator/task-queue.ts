@@ -35,22 +35,32 @@ export class TaskQueue {
    * Takes up to `max` tasks of the given frameworks, highest priority first.
    * `admit` can hold a task back (a concurrency limit): it stays queued and the
    * next task in line is considered instead. `onTake` is called for each task
-   * taken before the next one is chosen, so limits can count it.
+   * taken before the next one is chosen, so limits can count it. Limits only
+   * tighten within one call, so a task held back stays held back: each queue
+   * is walked once, however many tasks wait behind a full limit.
    */
   take(frameworks: ReadonlySet<string>, max: number, admit: (task: Task) => boolean = () => true, onTake: (task: Task) => void = () => undefined): Task[] {
+    const lanes: { framework: string; queue: Task[]; next: number; taken: Set<number> }[] = [];
+    for (const framework of frameworks) {
+      const queue = this.#queues.get(framework);
+      if (queue?.length) lanes.push({ framework, queue, next: 0, taken: new Set() });
+    }
     const taken: Task[] = [];
     while (taken.length < max) {
-      let best: { queue: Task[]; index: number } | undefined;
-      for (const framework of frameworks) {
-        const queue = this.#queues.get(framework);
-        if (!queue) continue;
-        const index = queue.findIndex(admit);
-        if (index >= 0 && (!best || queue[index]!.priority > best.queue[best.index]!.priority)) best = { queue, index };
+      let best: (typeof lanes)[number] | undefined;
+      for (const lane of lanes) {
+        while (lane.next < lane.queue.length && !admit(lane.queue[lane.next]!)) lane.next++;
+        const candidate = lane.queue[lane.next];
+        if (candidate && (!best || candidate.priority > best.queue[best.next]!.priority)) best = lane;
       }
       if (!best) break;
-      const task = best.queue.splice(best.index, 1)[0]!;
+      const task = best.queue[best.next]!;
+      best.taken.add(best.next++);
       onTake(task);
       taken.push(task);
+    }
+    for (const lane of lanes) {
+      if (lane.taken.size > 0) this.#queues.set(lane.framework, lane.queue.filter((_, i) => !lane.taken.has(i)));
     }
     return taken;
   }
