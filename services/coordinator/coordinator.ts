@@ -90,7 +90,10 @@ export class Coordinator {
   }
 
   /**
-   * Queues tasks. A task whose attempt is already queued or running (a batch
+   * Queues tasks and hands them to nodes with credits at once: they come in
+   * batches already, and waiting for the next turn of the event loop would
+   * put them behind whatever that turn brings (a wide run's thousands of
+   * events). A task whose attempt is already queued or running (a batch
    * sent again after a timeout) or whose run was just cancelled is dropped.
    * Returns how many were queued.
    */
@@ -102,7 +105,7 @@ export class Coordinator {
       this.#queue.push(task);
       accepted++;
     }
-    this.#scheduleDispatch();
+    if (accepted > 0) this.#dispatch();
     return accepted;
   }
 
