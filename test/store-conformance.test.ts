@@ -182,7 +182,9 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
       // The answer came from memory: with the rows gone, only the shared store notices.
       await t.store.query('DELETE FROM runs WHERE run_id = $1', [run.runId]);
       assert.equal((await exclusive.getRun(run.runId)).reason, 'done');
+      assert.deepEqual((await exclusive.loadRuns([run.runId])).map((r) => [r.run.reason, r.definition.name]), [['done', 'mirrored']]);
       await assert.rejects(shared.getRun(run.runId), { name: 'NotFoundError' });
+      assert.deepEqual(await shared.loadRuns([run.runId]), []);
     });
 
     it('stores quotes, backslashes and SQL in values exactly as given, and refuses NUL', async () => {

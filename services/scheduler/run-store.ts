@@ -274,16 +274,26 @@ export class RunStore {
   }
 
   /**
-   * Loads runs with their stages, attempts and definitions, in one statement
-   * for any number of runs. Unknown ids are left out. With `adopt` (a
+   * Loads runs with their stages, attempts and definitions: from the mirror
+   * when the store is exclusive and the mirror holds them (as GetRun does; the
+   * auditor reads each run just after it finished), else in one statement for
+   * any number of runs. Unknown ids are left out. With `adopt` (a
    * scheduler resuming them) the runs join the mirror, so GetRun shows their
    * stages in flight as it does for runs this process created.
    */
   async loadRuns(runIds: readonly string[], { adopt = false } = {}): Promise<StoredRun[]> {
     if (runIds.length === 0) return [];
     const ids = [...new Set(runIds)];
+    const remembered = new Map<string, StoredRun>();
+    if (this.options.exclusive) {
+      for (const id of ids) {
+        const run = this.#mirror.stored(id);
+        if (run) remembered.set(id, run);
+      }
+    }
+    const missing = ids.filter((id) => !remembered.has(id));
     // One statement: each round trip into the store costs more than the rows it reads.
-    const rows = await this.store.query<RunRow & { stage_rows: StageRow[]; attempt_rows: (Omit<AttemptRow, 'started_at' | 'finished_at'> & { started_at: string; finished_at: string | null })[] }>(
+    const rows = missing.length === 0 ? [] : await this.store.query<RunRow & { stage_rows: StageRow[]; attempt_rows: (Omit<AttemptRow, 'started_at' | 'finished_at'> & { started_at: string; finished_at: string | null })[] }>(
       `SELECT r.*,
               coalesce((SELECT jsonb_agg(jsonb_build_object('stage_id', s.stage_id, 'state', s.state, 'outputs', s.outputs))
                           FROM stage_runs s WHERE s.run_id = r.run_id), '[]') AS stage_rows,
@@ -292,20 +302,17 @@ export class RunStore {
                                          ORDER BY a.stage_id, a.number)
                           FROM attempts a WHERE a.run_id = r.run_id), '[]') AS attempt_rows
          FROM runs r WHERE r.run_id = ANY($1::text[])`,
-      [ids],
+      [missing],
     );
     const byId = new Map(rows.map((row) => [row.run_id, row]));
     return ids.flatMap((id) => {
+      const known = remembered.get(id);
+      if (known) return [known];
       const row = byId.get(id);
       if (!row) return [];
       const attempts = row.attempt_rows.map((a) => ({ ...a, started_at: new Date(a.started_at), finished_at: a.finished_at === null ? null : new Date(a.finished_at) }));
       if (adopt) this.#mirror.adopt(row, row.stage_rows, attempts);
-      return [{
-        run: toRun(row, row.stage_rows, attempts),
-        definition: row.definition,
-        deadlineAtMs: row.deadline_at ? row.deadline_at.getTime() : undefined,
-        traceparent: row.traceparent ?? '',
-      }];
+      return [storedRun(row, row.stage_rows, attempts)];
     });
   }
 
@@ -429,9 +436,18 @@ export class RunMirror {
 
   /** The run as stored, if this mirror has it. */
   run(runId: string): Run | undefined {
-    const mirrored = this.#runs.get(runId);
-    return mirrored && toRun(mirrored.row, [...mirrored.stages.values()], [...mirrored.attempts.values()]);
+    return this.stored(runId)?.run;
   }
+
+  /** The run as stored, with its definition, if this mirror has it. */
+  stored(runId: string): StoredRun | undefined {
+    const mirrored = this.#runs.get(runId);
+    return mirrored && storedRun(mirrored.row, [...mirrored.stages.values()], [...mirrored.attempts.values()]);
+  }
+}
+
+function storedRun(row: RunRow, stages: readonly StageRow[], attempts: readonly AttemptRow[]): StoredRun {
+  return { run: toRun(row, stages, attempts), definition: row.definition, deadlineAtMs: row.deadline_at ? row.deadline_at.getTime() : undefined, traceparent: row.traceparent ?? '' };
 }
 
 /** Builds the wire Run (without stages) from a stored row, for listings. */
