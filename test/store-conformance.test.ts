@@ -187,6 +187,22 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
       assert.deepEqual(await shared.loadRuns([run.runId]), []);
     });
 
+    it('stores a run of a registered version by reference and reads it back with that definition', async () => {
+      const registered = await runs.registerPipeline(pipeline(`by-ref-${randomUUID()}`, ['a', 'b', 'c']));
+      const run = newRun(registered.name, { pipeline: registered, registered: true });
+      await runs.apply({ newRuns: [run], stages: [{ runId: run.runId, stageId: 'a', state: 'SUCCEEDED', outputs: { k: 'v' } }] });
+      const [row] = await t.store.query<{ copied: boolean }>('SELECT definition IS NOT NULL AS copied FROM runs WHERE run_id = $1', [run.runId]);
+      assert.equal(row!.copied, false);
+      const [loaded] = await new RunStore(t.store).loadRuns([run.runId]);
+      assert.deepEqual(Pipeline.toJSON(loaded!.definition), Pipeline.toJSON(registered));
+      assert.deepEqual(loaded!.run.stages.map((s) => [s.stageId, s.state]), [['a', StageState.STAGE_STATE_SUCCEEDED], ['b', StageState.STAGE_STATE_PENDING], ['c', StageState.STAGE_STATE_PENDING]]);
+      // A run of the same version with another definition (a matrix expanded) keeps its own copy.
+      const expanded = newRun(registered.name, { pipeline: { ...registered, stages: registered.stages.slice(0, 1) } });
+      await runs.apply({ newRuns: [expanded] });
+      assert.deepEqual((await new RunStore(t.store).loadRuns([expanded.runId]))[0]!.run.stages.map((s) => s.stageId), ['a']);
+      assert.deepEqual((await runs.listRuns({ limit: 2, pipelineName: registered.name })).map((r) => r.run_id).sort(), [run.runId, expanded.runId].sort());
+    });
+
     it('stores quotes, backslashes and SQL in values exactly as given, and refuses NUL', async () => {
       const hostile = `it's a \\ back'slash'); DROP TABLE runs; -- $$ \u00e9 "quoted"`;
       const run = newRun('quoting', { inputs: { note: hostile }, labels: { [`key'`]: hostile } });

@@ -208,6 +208,11 @@ export const MIGRATIONS: readonly string[] = [
      END IF;
    END
    $$`,
+  // A run of a registered version, as registered, refers to the version's
+  // definition in pipelines instead of carrying a copy (NULL): a version
+  // never changes, and a copy per run cost every submit of a large pipeline
+  // (32 ms for 5,000 stages) and its size on disk.
+  `ALTER TABLE runs ALTER COLUMN definition DROP NOT NULL`,
 ];
 
 /**

@@ -23,6 +23,8 @@ export interface NewRun {
   traceparent?: string;
   /** When the run was submitted, in ms since the epoch (so the answer to SubmitRun and the stored row agree). */
   createdAtMs: number;
+  /** True when `pipeline` is a registered version exactly as registered: the stored run refers to it instead of copying it. */
+  registered?: boolean;
 }
 
 /** A stored run with what the scheduler needs to resume it and the auditor to check it. */
@@ -106,6 +108,12 @@ interface RunRow {
   created_at_text?: string;
   finished_at: Date | null;
 }
+
+/** A run's row without its definition, as listings read it. */
+type RunSummaryRow = Omit<RunRow, 'definition'>;
+
+/** The columns of a RunSummaryRow. */
+const SUMMARY_COLUMNS = 'run_id, pipeline_name, pipeline_version, state, inputs, labels, priority, idempotency_key, reason, created_at, finished_at, deadline_at, traceparent';
 
 interface AttemptRow {
   attempt_id: string;
@@ -235,7 +243,7 @@ export class RunStore {
     // The step's own time for what finishes in it (the scheduler's clock, as for every other time stored).
     const atMs = Date.now();
     const at = new Date(atMs).toISOString();
-    if (changes.newRuns?.length) step.new_runs = changes.newRuns.map(newRunRow);
+    if (changes.newRuns?.length) step.new_runs = changes.newRuns.map((r) => ({ ...newRunRow(r), definition: r.registered ? null : r.pipeline }));
     // One row per stage and attempt: an upsert may not touch a row twice in one statement.
     const endedStages = new Map<string, StageChange>();
     for (const s of changes.stages ?? []) if (isTerminal(s.state)) endedStages.set(`${s.runId}\u0000${s.stageId}`, s);
@@ -293,8 +301,9 @@ export class RunStore {
     }
     const missing = ids.filter((id) => !remembered.has(id));
     // One statement: each round trip into the store costs more than the rows it reads.
-    const rows = missing.length === 0 ? [] : await this.store.query<RunRow & { stage_rows: StageRow[]; attempt_rows: (Omit<AttemptRow, 'started_at' | 'finished_at'> & { started_at: string; finished_at: string | null })[] }>(
+    const rows = missing.length === 0 ? [] : await this.store.query<RunSummaryRow & { definition: Pipeline | null; registered_definition: Pipeline | null; stage_rows: StageRow[]; attempt_rows: (Omit<AttemptRow, 'started_at' | 'finished_at'> & { started_at: string; finished_at: string | null })[] }>(
       `SELECT r.*,
+              (SELECT p.definition FROM pipelines p WHERE r.definition IS NULL AND p.name = r.pipeline_name AND p.version = r.pipeline_version) AS registered_definition,
               coalesce((SELECT jsonb_agg(jsonb_build_object('stage_id', s.stage_id, 'state', s.state, 'outputs', s.outputs))
                           FROM stage_runs s WHERE s.run_id = r.run_id), '[]') AS stage_rows,
               coalesce((SELECT jsonb_agg(jsonb_build_object('attempt_id', a.attempt_id, 'stage_id', a.stage_id, 'number', a.number, 'state', a.state,
@@ -308,8 +317,11 @@ export class RunStore {
     return ids.flatMap((id) => {
       const known = remembered.get(id);
       if (known) return [known];
-      const row = byId.get(id);
-      if (!row) return [];
+      const found = byId.get(id);
+      if (!found) return [];
+      const { registered_definition, ...stored } = found;
+      // A run of a registered version stores no copy of its definition (migration 10).
+      const row = { ...stored, definition: stored.definition ?? registered_definition! };
       const attempts = row.attempt_rows.map((a) => ({ ...a, started_at: new Date(a.started_at), finished_at: a.finished_at === null ? null : new Date(a.finished_at) }));
       if (adopt) this.#mirror.adopt(row, row.stage_rows, attempts);
       return [storedRun(row, row.stage_rows, attempts)];
@@ -317,7 +329,7 @@ export class RunStore {
   }
 
   /** Runs newest first; `before` is the created_at/run_id cursor of the previous page. */
-  async listRuns(options: { limit: number; before?: { createdAt: string; runId: string }; pipelineName?: string; state?: RunStatus }): Promise<RunRow[]> {
+  async listRuns(options: { limit: number; before?: { createdAt: string; runId: string }; pipelineName?: string; state?: RunStatus }): Promise<RunSummaryRow[]> {
     const params: unknown[] = [options.limit];
     const where: string[] = [];
     if (options.before) {
@@ -327,8 +339,8 @@ export class RunStore {
     if (options.pipelineName) where.push(`pipeline_name = $${params.push(options.pipelineName)}`);
     if (options.state) where.push(`state = $${params.push(options.state)}`);
     // created_at_text keeps the microseconds a Date would lose, for exact page cursors.
-    return this.store.query<RunRow>(
-      `SELECT *, created_at::text AS created_at_text FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, run_id DESC LIMIT $1`,
+    return this.store.query<RunSummaryRow>(
+      `SELECT ${SUMMARY_COLUMNS}, created_at::text AS created_at_text FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, run_id DESC LIMIT $1`,
       params,
     );
   }
@@ -447,11 +459,11 @@ export class RunMirror {
 }
 
 function storedRun(row: RunRow, stages: readonly StageRow[], attempts: readonly AttemptRow[]): StoredRun {
-  return { run: toRun(row, stages, attempts), definition: row.definition, deadlineAtMs: row.deadline_at ? row.deadline_at.getTime() : undefined, traceparent: row.traceparent ?? '' };
+  return { run: toRun(row, { definition: row.definition, rows: stages }, attempts), definition: row.definition, deadlineAtMs: row.deadline_at ? row.deadline_at.getTime() : undefined, traceparent: row.traceparent ?? '' };
 }
 
 /** Builds the wire Run (without stages) from a stored row, for listings. */
-export function runSummary(row: RunRow): Run {
+export function runSummary(row: RunSummaryRow): Run {
   return toRun(row, undefined, []);
 }
 
@@ -461,8 +473,12 @@ interface StageRow {
   outputs: Record<string, string>;
 }
 
-/** The wire Run of a stored row; `stages` are the rows stored (a stage without one is PENDING), undefined for a listing without stages. */
-function toRun(row: RunRow, stages: readonly StageRow[] | undefined, attempts: readonly AttemptRow[]): Run {
+/**
+ * The wire Run of a stored row: its stages are the definition's, in the
+ * state their rows give (a stage without one is PENDING); none for a listing
+ * (`stages` undefined).
+ */
+function toRun(row: RunSummaryRow, stages: { definition: Pipeline; rows: readonly StageRow[] } | undefined, attempts: readonly AttemptRow[]): Run {
   const byStage = new Map<string, Attempt[]>();
   for (const a of attempts) {
     const list = byStage.get(a.stage_id) ?? [];
@@ -477,9 +493,9 @@ function toRun(row: RunRow, stages: readonly StageRow[] | undefined, attempts: r
     });
     byStage.set(a.stage_id, list);
   }
-  const stateById = new Map(stages?.map((s) => [s.stage_id, s]));
+  const stateById = new Map(stages?.rows.map((s) => [s.stage_id, s]));
   const stageRuns: StageRun[] = stages
-    ? row.definition.stages.map((stage) => ({
+    ? stages.definition.stages.map((stage) => ({
         stageId: stage.id,
         framework: stage.framework,
         state: stageStateToWire(stateById.get(stage.id)?.state ?? 'PENDING'),

@@ -321,6 +321,8 @@ export class Scheduler {
       if (deadlineMs === undefined) throw new InvalidArgumentError('expected a duration such as 30m', 'deadline');
     }
     const expanded = expandMatrix(pipeline);
+    // A registered version run as registered (no matrix to expand) is stored by reference.
+    const registered = request.pipelineRef !== undefined && expanded === pipeline;
     const run: ActiveRun = {
       runId: randomUUID(),
       pipeline: { ...expanded, version: pipeline.version || 'inline' },
@@ -341,7 +343,9 @@ export class Scheduler {
       const createdAtMs = Date.now();
       const deadlineAtMs = deadlineMs === undefined ? undefined : createdAtMs + deadlineMs;
       // The run's own first step, kept apart for submit()'s answer, then joined to the commit.
-      const own: ChangeSet = { newRuns: [{ runId: run.runId, pipeline: run.pipeline, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key, deadlineAtMs, traceparent: run.traceparent, createdAtMs }] };
+      const own: ChangeSet = {
+        newRuns: [{ runId: run.runId, pipeline: run.pipeline, registered, state: 'RUNNING', inputs: run.inputs, labels: request.labels, priority: run.priority, idempotencyKey: key, deadlineAtMs, traceparent: run.traceparent, createdAtMs }],
+      };
       const tasks = this.#advance(run, own);
       for (const [kind, list] of Object.entries(own) as [keyof ChangeSet, unknown[]][]) ((changes[kind] ??= []) as unknown[]).push(...list);
       after.push(() => {
