@@ -5,7 +5,7 @@ import { Batcher } from '../common/batcher.js';
 import { GRPC_CHANNEL_OPTIONS } from '../common/channel-options.js';
 import type { Logger } from '../common/logger.js';
 import { CoordinatorClient, EventBusClient, OutcomeStatus, type ConnectRequest, type ConnectResponse, type Outcome, type Task } from '../common/proto.js';
-import { emptyEvidence, type FrameworkAdapter } from './adapters/framework-adapter.js';
+import { AttemptControl, emptyEvidence, type FrameworkAdapter } from './adapters/framework-adapter.js';
 import { collectArtifacts } from './adapters/artifacts.js';
 import { detectAdapters } from './adapters/detect-frameworks.js';
 import { WaitEventAdapter } from './adapters/wait-event-adapter.js';
@@ -79,7 +79,7 @@ export class Worker {
   #stopping?: Promise<void>;
   /** Set when stop() gives up on running stages: their outcomes are not reported, so they run again elsewhere or after a restart. */
   #abandoning = false;
-  readonly #running = new Map<string, AbortController>();
+  readonly #running = new Map<string, AttemptControl>();
   /** Places freed by finished stages since the last credit grant. */
   #freed = 0;
   /** The gRPC client behind the default `connect`. */
@@ -148,7 +148,7 @@ export class Worker {
       clearInterval(this.#heartbeat);
       // The coordinator took the leases of these attempts back and runs them
       // again: finishing them here would only use capacity for ignored outcomes.
-      if (!this.#stopping) for (const controller of this.#running.values()) controller.abort();
+      if (!this.#stopping) for (const attempt of this.#running.values()) attempt.cancel();
       if (!this.#stopping && (this.#state === 'running' || this.#state === 'connecting')) {
         this.#state = 'connecting';
         this.#reconnect = setTimeout(() => {
@@ -172,21 +172,21 @@ export class Worker {
     } else if (message.tasks) {
       for (const task of message.tasks.tasks) void this.#runTask(task);
     } else if (message.cancel) {
-      for (const id of message.cancel.attemptIds) this.#running.get(id)?.abort();
+      for (const id of message.cancel.attemptIds) this.#running.get(id)?.cancel();
     } else if (message.drain) {
       this.#state = 'draining';
     }
   }
 
   async #runTask(task: Task): Promise<void> {
-    const controller = new AbortController();
-    this.#running.set(task.attemptId, controller);
+    const attempt = new AttemptControl();
+    this.#running.set(task.attemptId, attempt);
     const span = startAttemptSpan(task, this.nodeId);
     const adapter = this.#adapters.get(task.framework);
     let outcome: Outcome;
     try {
       const result = adapter
-        ? await adapter.run(task, controller.signal)
+        ? await adapter.run(task, attempt)
         : { status: OutcomeStatus.OUTCOME_STATUS_FAILED, evidence: emptyEvidence({ exitCode: -1, error: `this worker cannot run framework "${task.framework}"` }), outputs: {} };
       if (task.artifacts.length > 0) {
         result.evidence.artifacts = await collectArtifacts(task.artifacts, String((task.run ?? {}).cwd ?? '') || process.cwd());
@@ -224,7 +224,7 @@ export class Worker {
       while (this.#running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       this.#abandoning = this.#running.size > 0;
       if (this.#abandoning) this.options.logger.warn({ attempts: this.#running.size }, 'drain timeout: stopping running stages; they will run again');
-      for (const controller of this.#running.values()) controller.abort();
+      for (const attempt of this.#running.values()) attempt.cancel();
       while (this.#running.size > 0) await new Promise((r) => setTimeout(r, 20));
       await this.#outcomes.close();
       this.#state = 'stopped';

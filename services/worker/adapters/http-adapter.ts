@@ -1,5 +1,5 @@
 import { OutcomeStatus, type Task } from '../../common/proto.js';
-import { emptyEvidence, type AttemptResult, type FrameworkAdapter } from './framework-adapter.js';
+import { emptyEvidence, type AttemptControl, type AttemptResult, type FrameworkAdapter } from './framework-adapter.js';
 
 /** Bytes of a response body read for assertions and the log tail. */
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -21,7 +21,8 @@ async function readBounded(response: Response, max: number): Promise<string> {
 export class HttpAdapter implements FrameworkAdapter {
   readonly framework = 'http';
 
-  async run(task: Task, signal: AbortSignal): Promise<AttemptResult> {
+  async run(task: Task, attempt: AttemptControl): Promise<AttemptResult> {
+    const { signal } = attempt;
     const spec = (task.run ?? {}) as { method?: string; url: string; headers?: Record<string, string>; body?: string; expect?: { status?: number; body_contains?: string } };
     const started = Date.now();
     const signals = [signal, ...(task.timeoutMs > 0 ? [AbortSignal.timeout(task.timeoutMs)] : [])];

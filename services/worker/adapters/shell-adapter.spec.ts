@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OutcomeStatus, Task } from '../../common/proto.js';
+import { AttemptControl } from './framework-adapter.js';
 import { HttpAdapter } from './http-adapter.js';
 import { parseOutputs, ShellAdapter } from './shell-adapter.js';
 import { SleepAdapter } from './sleep-adapter.js';
@@ -16,14 +17,14 @@ describe('ShellAdapter', () => {
   const shell = new ShellAdapter();
 
   it('succeeds on exit 0 and keeps the output tail', async () => {
-    const result = await shell.run(task({ command: 'echo out; echo err >&2' }), new AbortController().signal);
+    const result = await shell.run(task({ command: 'echo out; echo err >&2' }), new AttemptControl());
     assert.equal(result.status, OutcomeStatus.OUTCOME_STATUS_SUCCEEDED);
     assert.equal(result.evidence.exitCode, 0);
     assert.match(result.evidence.logTail, /out\nerr/);
   });
 
   it('fails with the exit code of the command', async () => {
-    const result = await shell.run(task({ command: 'exit 7' }), new AbortController().signal);
+    const result = await shell.run(task({ command: 'exit 7' }), new AttemptControl());
     assert.equal(result.status, OutcomeStatus.OUTCOME_STATUS_FAILED);
     assert.equal(result.evidence.exitCode, 7);
   });
@@ -32,7 +33,7 @@ describe('ShellAdapter', () => {
     const cwd = mkdtempSync(join(tmpdir(), 'stagemesh-cwd-'));
     const result = await shell.run(
       task({ command: 'echo "version=$V" >> "$STAGEMESH_OUTPUT"; echo "dir=$(pwd)" >> "$STAGEMESH_OUTPUT"; echo "other=x" >> "$STAGEMESH_OUTPUT"', env: { V: '9' }, cwd }, { outputs: ['version', 'dir'] }),
-      new AbortController().signal,
+      new AttemptControl(),
     );
     assert.deepEqual(result.outputs, { version: '9', dir: cwd });
   });
@@ -40,7 +41,7 @@ describe('ShellAdapter', () => {
   it('kills the whole process group when the stage times out', async () => {
     const marker = join(mkdtempSync(join(tmpdir(), 'stagemesh-kill-')), 'survived');
     const started = Date.now();
-    const result = await shell.run(task({ command: `(sleep 1; touch ${marker}) & sleep 5` }, { timeoutMs: 200 }), new AbortController().signal);
+    const result = await shell.run(task({ command: `(sleep 1; touch ${marker}) & sleep 5` }, { timeoutMs: 200 }), new AttemptControl());
     assert.equal(result.status, OutcomeStatus.OUTCOME_STATUS_TIMED_OUT);
     assert.ok(Date.now() - started < 3000);
     await sleep(1200);
@@ -48,9 +49,9 @@ describe('ShellAdapter', () => {
   });
 
   it('stops a cancelled stage', async () => {
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), 100);
-    const result = await shell.run(task({ command: 'sleep 5' }), controller.signal);
+    const attempt = new AttemptControl();
+    setTimeout(() => attempt.cancel(), 100);
+    const result = await shell.run(task({ command: 'sleep 5' }), attempt);
     assert.equal(result.status, OutcomeStatus.OUTCOME_STATUS_CANCELLED);
   });
 });
@@ -72,13 +73,13 @@ describe('TailBuffer', () => {
 describe('SleepAdapter', () => {
   it('waits for sleep stages and can be cancelled', async () => {
     const sleeper = new SleepAdapter('sleep');
-    const done = await sleeper.run(task({ duration: '20ms' }, { framework: 'sleep' }), new AbortController().signal);
+    const done = await sleeper.run(task({ duration: '20ms' }, { framework: 'sleep' }), new AttemptControl());
     assert.equal(done.status, OutcomeStatus.OUTCOME_STATUS_SUCCEEDED);
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), 20);
-    const cancelled = await sleeper.run(task({ duration: '5s' }, { framework: 'sleep' }), controller.signal);
+    const attempt = new AttemptControl();
+    setTimeout(() => attempt.cancel(), 20);
+    const cancelled = await sleeper.run(task({ duration: '5s' }, { framework: 'sleep' }), attempt);
     assert.equal(cancelled.status, OutcomeStatus.OUTCOME_STATUS_CANCELLED);
-    assert.equal((await new SleepAdapter('noop').run(task({}), new AbortController().signal)).status, OutcomeStatus.OUTCOME_STATUS_SUCCEEDED);
+    assert.equal((await new SleepAdapter('noop').run(task({}), new AttemptControl())).status, OutcomeStatus.OUTCOME_STATUS_SUCCEEDED);
   });
 });
 
@@ -86,7 +87,7 @@ describe('HttpAdapter', () => {
   const http = new HttpAdapter();
 
   it('fails with the reason when nothing listens', async () => {
-    const result = await http.run(task({ url: 'http://127.0.0.1:1/' }, { framework: 'http' }), new AbortController().signal);
+    const result = await http.run(task({ url: 'http://127.0.0.1:1/' }, { framework: 'http' }), new AttemptControl());
     assert.equal(result.status, OutcomeStatus.OUTCOME_STATUS_FAILED);
     assert.match(result.evidence.error, /127\.0\.0\.1:1/);
   });

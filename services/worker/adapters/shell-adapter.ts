@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutcomeStatus, type Task } from '../../common/proto.js';
-import { emptyEvidence, type AttemptResult, type FrameworkAdapter } from './framework-adapter.js';
+import { emptyEvidence, type AttemptControl, type AttemptResult, type FrameworkAdapter } from './framework-adapter.js';
 import { runProcess, type ProcessResult } from './run-process.js';
 
 /** Parses KEY=VALUE lines written to $STAGEMESH_OUTPUT; keeps declared names only when some are declared. */
@@ -60,11 +60,11 @@ export async function withAttemptDir<T>(fn: (dir: string) => Promise<T>): Promis
 export class ShellAdapter implements FrameworkAdapter {
   readonly framework = 'shell';
 
-  run(task: Task, signal: AbortSignal): Promise<AttemptResult> {
+  run(task: Task, attempt: AttemptControl): Promise<AttemptResult> {
     const spec = (task.run ?? {}) as { command?: string; cwd?: string; env?: Record<string, string> };
     return withAttemptDir(async (dir) => {
       const outputFile = join(dir, 'outputs');
-      const result = await runProcess({ command: '/bin/sh', args: ['-c', spec.command ?? ''], cwd: spec.cwd, env: stageEnvironment(task, outputFile, spec.env), timeoutMs: task.timeoutMs, signal });
+      const result = await runProcess({ command: '/bin/sh', args: ['-c', spec.command ?? ''], cwd: spec.cwd, env: stageEnvironment(task, outputFile, spec.env), timeoutMs: task.timeoutMs, signal: attempt.signal });
       const outputs = parseOutputs(await readFile(outputFile, 'utf8').catch(() => ''), task.outputs);
       return { ...processResult(task, result), outputs };
     });

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { OutcomeStatus, type Task, type TestSummary } from '../../common/proto.js';
-import type { AttemptResult, FrameworkAdapter } from './framework-adapter.js';
+import type { AttemptControl, AttemptResult, FrameworkAdapter } from './framework-adapter.js';
 import { runProcess } from './run-process.js';
 import { parseOutputs, processResult, stageEnvironment, withAttemptDir } from './shell-adapter.js';
 import { parseJUnitXml, parseMochaJson, parseNodeTap, TestReportError } from './test-reports.js';
@@ -32,13 +32,13 @@ class TestRunnerAdapter<Spec extends TestRunSpec> implements FrameworkAdapter {
     this.framework = runner.framework;
   }
 
-  run(task: Task, signal: AbortSignal): Promise<AttemptResult> {
+  run(task: Task, attempt: AttemptControl): Promise<AttemptResult> {
     const spec = (task.run ?? {}) as Spec;
     return withAttemptDir(async (dir) => {
       const reportFile = join(dir, 'report');
       const outputFile = join(dir, 'outputs');
       const { command, args } = this.runner.command(spec, reportFile);
-      const result = await runProcess({ command, args, cwd: spec.cwd, env: stageEnvironment(task, outputFile, spec.env), timeoutMs: task.timeoutMs, signal });
+      const result = await runProcess({ command, args, cwd: spec.cwd, env: stageEnvironment(task, outputFile, spec.env), timeoutMs: task.timeoutMs, signal: attempt.signal });
       const outputs = parseOutputs(await readFile(outputFile, 'utf8').catch(() => ''), task.outputs);
       let tests: TestSummary | undefined;
       let reportError = '';

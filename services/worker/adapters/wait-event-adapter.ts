@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { OutcomeStatus, type Event, type EventBusClient, type Task } from '../../common/proto.js';
 import { eventMatches } from '../../event-bus/event-match.js';
 import { subscribeEvents, subscribeRequest } from '../../event-bus/event-stream.js';
-import { emptyEvidence, type AttemptResult, type FrameworkAdapter } from './framework-adapter.js';
+import { emptyEvidence, type AttemptControl, type AttemptResult, type FrameworkAdapter } from './framework-adapter.js';
 
 /** The `run` spec of a wait-event stage. */
 export interface WaitEventSpec {
@@ -38,7 +38,8 @@ export class WaitEventAdapter implements FrameworkAdapter {
   /** @param eventBus a client of the event-bus service (the mesh's, or any replica's). */
   constructor(private readonly eventBus: EventBusClient) {}
 
-  async run(task: Task, signal: AbortSignal): Promise<AttemptResult> {
+  async run(task: Task, attempt: AttemptControl): Promise<AttemptResult> {
+    const { signal } = attempt;
     const started = Date.now();
     const spec = (task.run ?? {}) as Partial<WaitEventSpec>;
     const result = (status: OutcomeStatus, fields: { error?: string; logTail?: string } = {}, outputs: Record<string, string> = {}): AttemptResult => ({
