@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { clientStream, serverStream, unary } from '../common/handlers.js';
 import { parseDurationMs } from '../common/duration.js';
 import { InvalidArgumentError } from '../common/errors.js';
+import { newId } from '../common/ids.js';
 import { traceAppend } from '../common/telemetry.js';
 import type { ServiceRegistration } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
@@ -28,7 +28,7 @@ function checkEvent(event: Event | undefined, path: string): Event {
   }
   // The id is fixed here so Publish can return it whatever the backend; a
   // traced event continues its trace through a span of the bus.
-  return traceAppend({ ...event, id: event.id || randomUUID() });
+  return traceAppend({ ...event, id: event.id || newId() });
 }
 
 /**

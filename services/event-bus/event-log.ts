@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import type { EventBusBackend } from '../common/config.js';
+import { newId } from '../common/ids.js';
 import type { Event } from '../common/proto.js';
 import { subjectMatcher } from './subject-pattern.js';
 
@@ -105,7 +105,7 @@ export interface EventLog {
 export function prepareEvent(input: Event, now: Date): Event {
   return {
     ...input,
-    id: input.id || randomUUID(),
+    id: input.id || newId(),
     time: input.time ?? now,
     datacontenttype: input.datacontenttype || 'application/json',
     attributes: input.attributes ?? {},

@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { Batcher } from '../common/batcher.js';
 import { dependentsOf, isTerminal, nextStep, runStatus, type DagCandidates, type DagStage, type StageStatus } from '../common/dag.js';
 import { parseDurationMs } from '../common/duration.js';
 import { InvalidArgumentError } from '../common/errors.js';
 import { lifecycleEvent, type EventPublisher } from '../common/event-publisher.js';
+import { newId } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
 import { problemsToError, readPipelineOrThrow, type DocumentProblem } from '../common/pipeline-document.js';
 import { Evidence, OutcomeStatus, StageState, type Run, type Event, type Outcome, type Pipeline, type Report, type Stage, type SubmitRunRequest, type Task } from '../common/proto.js';
@@ -333,7 +333,7 @@ export class Scheduler {
     // A registered version run as registered (no matrix to expand) is stored by reference.
     const registered = request.pipelineRef !== undefined && expanded === pipeline;
     const run: ActiveRun = {
-      runId: randomUUID(),
+      runId: newId(),
       pipeline: { ...expanded, version: pipeline.version || 'inline' },
       inputs: { ...pipeline.inputs, ...request.inputs },
       priority: request.priority,
@@ -411,7 +411,7 @@ export class Scheduler {
     const { stage } = record;
     record.status = 'QUEUED';
     record.attemptNumber++;
-    record.attemptId = randomUUID();
+    record.attemptId = newId();
     record.attemptStartedAtMs = Date.now();
     (changes.stages ??= []).push({ runId: run.runId, stageId: stage.id, state: 'QUEUED' });
     (changes.newAttempts ??= []).push({ attemptId: record.attemptId, runId: run.runId, stageId: stage.id, number: record.attemptNumber, state: 'QUEUED', startedAtMs: record.attemptStartedAtMs });
