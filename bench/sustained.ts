@@ -26,12 +26,14 @@ const MAX_SUBMITS_IN_FLIGHT = 2_000;
 const PEAK_RUNS = 1_000;
 /**
  * Quiet before each of the two memory samples. V8 gives back the heap it grew
- * under load only after a few seconds without it (its memory reducer): 2 s
- * after a load the heap was still as large as during it, 15–20 s after it had
- * shrunk by about 200 MB. Both samples wait as long, so they compare what the
- * mesh keeps, not how far its heap had grown just before.
+ * under load only when its memory reducer runs a GC, and that waits until
+ * V8 sees a low allocation rate, which it judges from samples taken every
+ * 8 s: after a load, 20 s of quiet often passed without that GC (the heap
+ * still as large as under load), and it came 25–33 s after the load ended.
+ * Both samples wait as long, so they compare what the mesh keeps, not how
+ * far its heap had grown just before.
  */
-const SETTLE_MS = 20_000;
+const SETTLE_MS = 45_000;
 /** Stage outcome events (one per stage that finishes). */
 const OUTCOMES = ['stage.succeeded', 'stage.failed', 'stage.cancelled'];
 /**
