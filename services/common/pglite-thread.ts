@@ -18,6 +18,13 @@ async function open(): Promise<PGlite> {
   // with a sequential scan, slower with every run stored. The store's
   // statements join batches on primary keys: index lookups are always right.
   await db.exec('SET enable_hashjoin = off; SET enable_mergejoin = off');
+  // When a WAL segment fills, PostgreSQL makes the next one, and by default
+  // writes all 16 MB of it with zeros first. PGlite has no background process
+  // to do that ahead, so the commit that crosses the boundary waited for it:
+  // 40-60 ms every 2-3 s under 6,000 stages/s, the slowest commits there
+  // were. Without zero-filling, the file is made at its size by writing its
+  // last byte; what is written into it and when stays the same.
+  await db.exec('SET wal_init_zero = off');
   return db;
 }
 
