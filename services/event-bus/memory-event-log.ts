@@ -93,7 +93,9 @@ export class MemoryEventLog implements EventLog {
     const now = new Date();
     const sequences: number[] = [];
     for (const input of events) {
-      const event: Event = { ...prepareEvent(input, now), sequence: this.#nextSequence++ };
+      // prepareEvent returns a copy of its own: the sequence goes into it, not into a second copy.
+      const event = prepareEvent(input, now);
+      event.sequence = this.#nextSequence++;
       this.#events.push(event);
       sequences.push(event.sequence);
       for (const subscriber of this.#subscribers) if (subscriber.matches(event)) subscriber.buffer.push({ event, delivery: 1 });
