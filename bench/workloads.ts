@@ -1,6 +1,6 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { callUnary, type MeshClients } from '../services/common/grpc-client.js';
-import { RunState, type SubmitRunRequest, type SubscribeResponse } from '../services/common/proto.js';
+import { RunState, RunView, type SubmitRunRequest, type SubscribeResponse } from '../services/common/proto.js';
 
 /** A submit request for an inline pipeline document. */
 export function submitOf(document: string, fields: Partial<SubmitRunRequest> = {}): SubmitRunRequest {
@@ -87,9 +87,9 @@ export async function submitAll(clients: MeshClients, requests: SubmitRunRequest
 }
 
 /** Runs one pipeline with RunAndWait and returns the elapsed time and whether it succeeded. */
-export async function runAndWait(clients: MeshClients, submit: SubmitRunRequest, timeoutMs = 120_000): Promise<{ ms: number; succeeded: boolean }> {
+export async function runAndWait(clients: MeshClients, submit: SubmitRunRequest, { view = RunView.RUN_VIEW_FULL, timeoutMs = 120_000 } = {}): Promise<{ ms: number; succeeded: boolean }> {
   const started = performance.now();
-  const { run } = await callUnary(clients.scheduler.runAndWait.bind(clients.scheduler), { submit, waitTimeout: `${timeoutMs}ms` }, { timeoutMs: timeoutMs + 5_000 });
+  const { run } = await callUnary(clients.scheduler.runAndWait.bind(clients.scheduler), { submit, waitTimeout: `${timeoutMs}ms`, view }, { timeoutMs: timeoutMs + 5_000 });
   return { ms: performance.now() - started, succeeded: run?.state === RunState.RUN_STATE_SUCCEEDED };
 }
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { callUnary, createMeshClients } from '../services/common/grpc-client.js';
 import { subscribeEvents, subscribeRequest } from '../services/event-bus/event-stream.js';
-import { Run, RunState } from '../services/common/proto.js';
+import { GetRunRequest, Run, RunState } from '../services/common/proto.js';
 import { CliError, ExitCode } from './cli-error.js';
 import { parseKeyValues, readInputFile } from './files.js';
 import { describeCallError, formatRunSummary, formatStageEvent } from './output.js';
@@ -27,7 +27,7 @@ const POLL_MS = 2_000;
 export async function followRun(address: string, runId: string, quiet: boolean): Promise<Run> {
   const clients = createMeshClients(address);
   const controller = new AbortController();
-  const getRun = async () => (await callUnary(clients.scheduler.getRun.bind(clients.scheduler), { runId })).run!;
+  const getRun = async () => (await callUnary(clients.scheduler.getRun.bind(clients.scheduler), GetRunRequest.fromPartial({ runId }))).run!;
   let poll: NodeJS.Timeout | undefined;
   try {
     const first = await getRun();

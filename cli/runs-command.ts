@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { formatDurationMs } from '../services/common/duration.js';
 import { callUnary, createMeshClients } from '../services/common/grpc-client.js';
-import { ListRunsResponse, Run } from '../services/common/proto.js';
+import { GetRunRequest, ListRunsResponse, Run } from '../services/common/proto.js';
 import { CliError, ExitCode } from './cli-error.js';
 import { describeCallError, formatRunSummary, runStateName } from './output.js';
 import { addressOf } from './address.js';
@@ -31,7 +31,7 @@ export function registerRunsCommand(program: Command): void {
     .argument('<run-id>')
     .option('--json', 'print the run as proto3 JSON')
     .action(async (runId: string, opts: { json?: boolean }) => {
-      const { run } = await withClients(program, (c) => callUnary(c.scheduler.getRun.bind(c.scheduler), { runId }));
+      const { run } = await withClients(program, (c) => callUnary(c.scheduler.getRun.bind(c.scheduler), GetRunRequest.fromPartial({ runId })));
       printRun(run!, opts.json);
     });
   runs

@@ -4,6 +4,7 @@ import { FIELD_PATH_METADATA, isServiceError } from '../services/common/grpc-sta
 import { callUnary, type MeshClients } from '../services/common/grpc-client.js';
 import type { Logger } from '../services/common/logger.js';
 import {
+  GetRunRequest,
   GetRunResponse,
   ListPipelinesResponse,
   ListRunsRequest,
@@ -144,7 +145,7 @@ export class HttpEdge {
       {
         method: 'GET',
         pattern: /^\/v1\/runs\/(?<runId>[^/:]+)$/,
-        handler: async (p) => GetRunResponse.toJSON(await callUnary(scheduler.getRun.bind(scheduler), { runId: p.runId! })),
+        handler: async (p, __, q) => GetRunResponse.toJSON(await callUnary(scheduler.getRun.bind(scheduler), GetRunRequest.fromJSON({ ...Object.fromEntries(q), runId: p.runId }))),
       },
       {
         method: 'GET',

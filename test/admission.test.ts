@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { callUnary } from '../services/common/grpc-client.js';
 import { FIELD_PATH_METADATA } from '../services/common/grpc-status.js';
-import { Pipeline, Task, ValidateRequest } from '../services/common/proto.js';
+import { GetRunRequest, ListRunsRequest, Pipeline, RunAndWaitRequest, RunView, Task, ValidateRequest } from '../services/common/proto.js';
 import { inline, startTestMesh, type TestMesh } from './support/mesh.js';
 
 /** Bad pipelines and the field path each must be refused with. */
@@ -54,15 +54,24 @@ describe('admission - bad input is refused with INVALID_ARGUMENT and nothing is 
     await assert.rejects(callUnary(t.clients.scheduler.submitRun.bind(t.clients.scheduler), inline(ok, { inputs: { reff: 'v2' } })), expectInvalid('inputs.reff', /declares no input "reff"/));
     await assert.rejects(callUnary(t.clients.scheduler.submitRun.bind(t.clients.scheduler), inline(ok, { deadline: 'soon' })), expectInvalid('deadline', /duration/));
     await assert.rejects(callUnary(t.clients.scheduler.submitRun.bind(t.clients.scheduler), inline('', { document: undefined })), expectInvalid('target', /required/));
-    await assert.rejects(callUnary(t.clients.scheduler.runAndWait.bind(t.clients.scheduler), { submit: undefined, waitTimeout: '' }), expectInvalid('submit', /required/));
-    await assert.rejects(callUnary(t.clients.scheduler.runAndWait.bind(t.clients.scheduler), { submit: inline(ok), waitTimeout: 'forever' }), expectInvalid('wait_timeout', /duration/));
-    await assert.rejects(callUnary(t.clients.scheduler.getRun.bind(t.clients.scheduler), { runId: '' }), expectInvalid('run_id', /required/));
+    await assert.rejects(callUnary(t.clients.scheduler.runAndWait.bind(t.clients.scheduler), RunAndWaitRequest.fromPartial({ submit: undefined, waitTimeout: '' })), expectInvalid('submit', /required/));
+    await assert.rejects(callUnary(t.clients.scheduler.runAndWait.bind(t.clients.scheduler), RunAndWaitRequest.fromPartial({ submit: inline(ok), waitTimeout: 'forever' })), expectInvalid('wait_timeout', /duration/));
+    await assert.rejects(callUnary(t.clients.scheduler.getRun.bind(t.clients.scheduler), GetRunRequest.fromPartial({ runId: '' })), expectInvalid('run_id', /required/));
     await assert.rejects(callUnary(t.clients.scheduler.getPipeline.bind(t.clients.scheduler), { name: '', version: '' }), expectInvalid('name', /required/));
     await assert.rejects(callUnary(t.clients.compliance.validate.bind(t.clients.compliance), ValidateRequest.fromPartial({})), expectInvalid('definition', /required/));
     await assert.rejects(callUnary(t.clients.coordinator.enqueueTasks.bind(t.clients.coordinator), { tasks: [Task.fromPartial({ attemptId: '', runId: 'r', stageId: 's', framework: 'noop', attempt: 1, pipelineName: 'p' })] }), expectInvalid('tasks[0].attempt_id', /required/));
     await assert.rejects(callUnary(t.clients.eventBus.publish.bind(t.clients.eventBus), { event: undefined }), expectInvalid('event', /required/));
     await assert.rejects(callUnary(t.clients.eventBus.getTopicInfo.bind(t.clients.eventBus), { subject: 'a..b' }), expectInvalid('subject', /pattern/));
     await assert.rejects(callUnary(t.clients.metrics.query.bind(t.clients.metrics), { window: '2h', groupBy: 0 }), expectInvalid('window', /up to 1h/));
+  });
+
+  it('refuses an unknown run view before starting a run', async () => {
+    const scheduler = t.clients.scheduler;
+    const listed = async () => (await callUnary(scheduler.listRuns.bind(scheduler), ListRunsRequest.fromPartial({ pipelineName: 'unviewable', pageSize: 10 }))).runs.length;
+    const submit = inline('name: unviewable\nstages:\n  - { id: a, framework: noop }');
+    await assert.rejects(callUnary(scheduler.runAndWait.bind(scheduler), RunAndWaitRequest.fromPartial({ submit, view: 7 as RunView })), expectInvalid('view', /RUN_VIEW_BASIC or RUN_VIEW_FULL/));
+    assert.equal(await listed(), 0, 'the refused RunAndWait started no run');
+    await assert.rejects(callUnary(scheduler.getRun.bind(scheduler), GetRunRequest.fromPartial({ runId: 'any', view: RunView.UNRECOGNIZED })), expectInvalid('view', /RUN_VIEW_BASIC or RUN_VIEW_FULL/));
   });
 
   it('refuses bad subscriptions on the event bus', async () => {

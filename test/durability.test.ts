@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callUnary, createMeshClients } from '../services/common/grpc-client.js';
-import { RunState } from '../services/common/proto.js';
+import { GetRunRequest, RunAndWaitRequest, RunState } from '../services/common/proto.js';
 import { inline } from './support/mesh.js';
 import { childEnv, repoRoot } from './support/tools.js';
 
@@ -44,7 +44,7 @@ describe('durability - kill -9 of the embedded mesh', function () {
     const document = 'name: durable\nstages:\n  - { id: a, framework: noop }\n  - { id: b, framework: noop, needs: [a] }';
     // Many runs finishing together, so the kill lands among group commits.
     const results = await Promise.all(
-      Array.from({ length: 50 }, () => callUnary(clients.scheduler.runAndWait.bind(clients.scheduler), { submit: inline(document), waitTimeout: '30s' }, { timeoutMs: 40_000 })),
+      Array.from({ length: 50 }, () => callUnary(clients.scheduler.runAndWait.bind(clients.scheduler), RunAndWaitRequest.fromPartial({ submit: inline(document), waitTimeout: '30s' }), { timeoutMs: 40_000 })),
     );
     first.child.kill('SIGKILL');
     clients.close();
@@ -57,7 +57,7 @@ describe('durability - kill -9 of the embedded mesh', function () {
     const again = createMeshClients(second.address);
     try {
       for (const runId of succeeded) {
-        const { run } = await callUnary(again.scheduler.getRun.bind(again.scheduler), { runId });
+        const { run } = await callUnary(again.scheduler.getRun.bind(again.scheduler), GetRunRequest.fromPartial({ runId }));
         assert.equal(run!.state, RunState.RUN_STATE_SUCCEEDED, `run ${runId} lost its outcome`);
       }
     } finally {

@@ -39,6 +39,13 @@ describe('edge - HTTP/JSON routes of the public RPCs', function () {
     assert.equal(got.json.run.runId, runId);
     const listed = await request('GET', '/v1/runs?pageSize=10');
     assert.ok(listed.json.runs.some((r: { runId: string }) => r.runId === runId));
+    const basic = await request('GET', `/v1/runs/${runId}?view=RUN_VIEW_BASIC`);
+    assert.equal(basic.status, 200);
+    assert.equal(basic.json.run.runId, runId);
+    assert.equal(basic.json.run.stages, undefined, 'the basic view leaves the stages out');
+    const unknown = await request('GET', `/v1/runs/${runId}?view=EVERYTHING`);
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.json.error.field_path, 'view');
   });
 
   it('answers 400 with the field path for a bad pipeline', async () => {

@@ -5,7 +5,7 @@ import { credentials, loadPackageDefinition, Metadata, status, type ServiceError
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { callUnary } from '../services/common/grpc-client.js';
-import { GroupBy, RunState, SERVICE_NAMES, StageState, type SubscribeResponse } from '../services/common/proto.js';
+import { GetRunRequest, GroupBy, RunAndWaitRequest, RunState, RunView, SERVICE_NAMES, StageState, type SubscribeResponse } from '../services/common/proto.js';
 import { inline, runToEnd, startTestMesh, waitForRun, type TestMesh } from './support/mesh.js';
 import { requireTool } from './support/tools.js';
 
@@ -86,7 +86,7 @@ describe('mesh - embedded profile over gRPC', function () {
     assert.match(run.stages[0]!.attempts[0]!.evidence!.logTail, /hello world/);
     assert.equal(run.stages[0]!.attempts[0]!.nodeId, 'embedded-worker');
 
-    const { run: stored } = await callUnary(t.clients.scheduler.getRun.bind(t.clients.scheduler), { runId: run.runId });
+    const { run: stored } = await callUnary(t.clients.scheduler.getRun.bind(t.clients.scheduler), GetRunRequest.fromPartial({ runId: run.runId }));
     assert.equal(stored!.state, RunState.RUN_STATE_SUCCEEDED);
     assert.ok(stored!.finishedAt);
   });
@@ -198,10 +198,10 @@ stages:
   });
 
   it('RunAndWait returns the run as it stands when the wait ends, and the run goes on', async () => {
-    const { run, finished } = await callUnary(t.clients.scheduler.runAndWait.bind(t.clients.scheduler), {
+    const { run, finished } = await callUnary(t.clients.scheduler.runAndWait.bind(t.clients.scheduler), RunAndWaitRequest.fromPartial({
       submit: inline('name: waits\nstages:\n  - { id: s, framework: sleep, run: { duration: 3s } }'),
       waitTimeout: '100ms',
-    });
+    }));
     assert.equal(finished, false);
     assert.equal(run!.state, RunState.RUN_STATE_RUNNING);
     const done = await waitForRun(t.clients, run!.runId, (r) => r.state === RunState.RUN_STATE_SUCCEEDED, 15_000);
@@ -211,10 +211,26 @@ stages:
   it('RunAndWait answers before the caller deadline instead of DEADLINE_EXCEEDED', async () => {
     const { finished } = await callUnary(
       t.clients.scheduler.runAndWait.bind(t.clients.scheduler),
-      { submit: inline('name: waits\nstages:\n  - { id: s, framework: sleep, run: { duration: 5s } }'), waitTimeout: '' },
+      RunAndWaitRequest.fromPartial({ submit: inline('name: waits\nstages:\n  - { id: s, framework: sleep, run: { duration: 5s } }'), waitTimeout: '' }),
       { timeoutMs: 1500 },
     );
     assert.equal(finished, false);
+  });
+
+  it('RunAndWait and GetRun answer a run without its stages for RUN_VIEW_BASIC', async () => {
+    const scheduler = t.clients.scheduler;
+    const pipeline = 'name: viewed\nstages:\n  - { id: a, framework: noop }\n  - { id: b, framework: noop, needs: [a] }';
+    const { run, finished } = await callUnary(scheduler.runAndWait.bind(scheduler), RunAndWaitRequest.fromPartial({ submit: inline(pipeline), waitTimeout: '10s', view: RunView.RUN_VIEW_BASIC }));
+    assert.equal(finished, true);
+    assert.equal(run!.state, RunState.RUN_STATE_SUCCEEDED);
+    assert.deepEqual(run!.stages, []);
+    assert.ok(run!.finishedAt, 'a basic run still says when it finished');
+    const basic = await callUnary(scheduler.getRun.bind(scheduler), GetRunRequest.fromPartial({ runId: run!.runId, view: RunView.RUN_VIEW_BASIC }));
+    assert.deepEqual(basic.run, run);
+    const full = await callUnary(scheduler.getRun.bind(scheduler), GetRunRequest.fromPartial({ runId: run!.runId, view: RunView.RUN_VIEW_FULL }));
+    assert.deepEqual(full.run!.stages.map((s) => [s.stageId, s.state, s.attempts.length]), [['a', StageState.STAGE_STATE_SUCCEEDED, 1], ['b', StageState.STAGE_STATE_SUCCEEDED, 1]]);
+    assert.deepEqual({ ...full.run, stages: [] }, run);
+
   });
 
   it('WatchRun streams each change until the run finishes', async () => {

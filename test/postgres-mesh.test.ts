@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { callUnary } from '../services/common/grpc-client.js';
-import { RunState } from '../services/common/proto.js';
+import { GetRunRequest, RunState } from '../services/common/proto.js';
 import { inline, runToEnd, startTestMesh, type TestMesh } from './support/mesh.js';
 import { queryTestPostgres, requirePostgres, TEST_POSTGRES_URL } from './support/tools.js';
 
@@ -29,7 +29,7 @@ describe('mesh - state in PostgreSQL (STAGEMESH_DATABASE_URL)', function () {
 
     const second = await startTestMesh({ databaseUrl: POSTGRES_URL, databaseSchema: schema });
     meshes.push(second);
-    const { run: again } = await callUnary(second.clients.scheduler.getRun.bind(second.clients.scheduler), { runId: run.runId });
+    const { run: again } = await callUnary(second.clients.scheduler.getRun.bind(second.clients.scheduler), GetRunRequest.fromPartial({ runId: run.runId }));
     assert.equal(again!.state, RunState.RUN_STATE_SUCCEEDED);
     assert.match(again!.stages[0]!.attempts[0]!.evidence!.logTail, /stored/);
     assert.deepEqual(await queryTestPostgres(`SELECT state FROM ${schema}.runs WHERE run_id = $1`, [run.runId]), [{ state: 'SUCCEEDED' }]);

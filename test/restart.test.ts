@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callUnary } from '../services/common/grpc-client.js';
-import { RunState, StageState } from '../services/common/proto.js';
+import { GetRunRequest, RunState, StageState } from '../services/common/proto.js';
 import { inline, runToEnd, startTestMesh, waitForRun, type TestMesh } from './support/mesh.js';
 
 describe('mesh - restart and graceful shutdown', function () {
@@ -30,7 +30,7 @@ describe('mesh - restart and graceful shutdown', function () {
     const second = await start();
     const { pipeline } = await callUnary(second.clients.scheduler.getPipeline.bind(second.clients.scheduler), { name: 'kept', version: '' });
     assert.equal(pipeline!.version, '1');
-    const { run: again } = await callUnary(second.clients.scheduler.getRun.bind(second.clients.scheduler), { runId: run.runId });
+    const { run: again } = await callUnary(second.clients.scheduler.getRun.bind(second.clients.scheduler), GetRunRequest.fromPartial({ runId: run.runId }));
     assert.equal(again!.state, RunState.RUN_STATE_SUCCEEDED);
     assert.match(again!.stages[0]!.attempts[0]!.evidence!.logTail, /kept/);
     await second.stop();
@@ -43,7 +43,7 @@ describe('mesh - restart and graceful shutdown', function () {
     await new Promise((r) => setTimeout(r, 100)); // the worker has the task
     await t.stop();
     const after = await start();
-    const { run: stored } = await callUnary(after.clients.scheduler.getRun.bind(after.clients.scheduler), { runId: run!.runId });
+    const { run: stored } = await callUnary(after.clients.scheduler.getRun.bind(after.clients.scheduler), GetRunRequest.fromPartial({ runId: run!.runId }));
     assert.equal(stored!.state, RunState.RUN_STATE_SUCCEEDED);
     assert.equal(stored!.stages[0]!.attempts.length, 1);
     await after.stop();

@@ -269,16 +269,18 @@ export class RunStore {
   }
 
   /**
-   * One run with its stages and attempts: from memory when this process
-   * created or resumed it and either the store is exclusive or the run is
-   * `live` (its scheduler is advancing it). @throws NotFoundError
+   * One run with its stages and attempts (without them when `basic`, as
+   * ListRuns lists it): from memory when this process created or resumed it
+   * and either the store is exclusive or the run is `live` (its scheduler is
+   * advancing it). @throws NotFoundError
    */
-  async getRun(runId: string, { live = false } = {}): Promise<Run> {
-    const mirrored = this.options.exclusive || live ? this.#mirror.run(runId) : undefined;
+  async getRun(runId: string, { live = false, basic = false } = {}): Promise<Run> {
+    const fromMirror = this.options.exclusive || live;
+    const mirrored = fromMirror ? (basic ? this.#mirror.summary(runId) : this.#mirror.run(runId)) : undefined;
     if (mirrored) return mirrored;
     const [found] = await this.loadRuns([runId]);
     if (!found) throw new NotFoundError('run', runId);
-    return found.run;
+    return basic ? { ...found.run, stages: [] } : found.run;
   }
 
   /**
@@ -444,6 +446,12 @@ export class RunMirror {
     const oldest = this.#finished.values().next().value!;
     this.#finished.delete(oldest);
     this.#runs.delete(oldest);
+  }
+
+  /** The run as stored, without its stages (as listed), if this mirror has it. */
+  summary(runId: string): Run | undefined {
+    const mirrored = this.#runs.get(runId);
+    return mirrored && runSummary(mirrored.row);
   }
 
   /** The run as stored, if this mirror has it. */

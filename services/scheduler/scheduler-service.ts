@@ -4,7 +4,7 @@ import type { ServiceRegistration } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
 import { parseDurationMs } from '../common/duration.js';
 import { readPipelineOrThrow } from '../common/pipeline-document.js';
-import { Run, RunState, SchedulerService as SchedulerDefinition, SERVICE_NAMES, type SchedulerServer } from '../common/proto.js';
+import { Run, RunState, RunView, SchedulerService as SchedulerDefinition, SERVICE_NAMES, type SchedulerServer } from '../common/proto.js';
 import { runStateFromWire, runSummary, TERMINAL_RUN_STATES, type RunStatus, type RunStore } from './run-store.js';
 import type { Scheduler } from './scheduler.js';
 
@@ -25,6 +25,13 @@ function isFinished(run: Run): boolean {
   return status !== undefined && TERMINAL_RUN_STATES.has(status);
 }
 
+/** True when a request asks for the run without its stages (RUN_VIEW_FULL is the default). */
+function isBasic(view: RunView): boolean {
+  if (view === RunView.RUN_VIEW_BASIC) return true;
+  if (view === RunView.RUN_VIEW_UNSPECIFIED || view === RunView.RUN_VIEW_FULL) return false;
+  throw new InvalidArgumentError('expected RUN_VIEW_BASIC or RUN_VIEW_FULL', 'view');
+}
+
 function decodeRunCursor(token: string): { createdAt: string; runId: string } | undefined {
   if (!token) return undefined;
   const [createdAt, runId] = Buffer.from(token, 'base64url').toString('utf8').split('|');
@@ -36,7 +43,7 @@ function decodeRunCursor(token: string): { createdAt: string; runId: string } | 
  * Waits until the run finishes, `waitMs` passes or `signal` aborts; then
  * returns the run as it stands (it keeps running if it has not finished).
  */
-async function waitForRun(scheduler: Scheduler, runId: string, waitMs: number, signal: AbortSignal): Promise<Run> {
+async function waitForRun(scheduler: Scheduler, runId: string, waitMs: number, signal: AbortSignal, basic: boolean): Promise<Run> {
   let wake: () => void = () => undefined;
   const unsubscribe = scheduler.onRunChange(runId, () => wake());
   const timer = setTimeout(() => wake(), waitMs);
@@ -48,7 +55,7 @@ async function waitForRun(scheduler: Scheduler, runId: string, waitMs: number, s
       const changed = new Promise<void>((resolve) => (wake = resolve));
       // A run this scheduler is still advancing has not finished: skip the store until it changes.
       if (!scheduler.isActive(runId) || Date.now() >= deadline || signal.aborted) {
-        const run = await scheduler.getRun(runId);
+        const run = await scheduler.getRun(runId, { basic });
         if (isFinished(run) || Date.now() >= deadline || signal.aborted) return run;
       }
       await changed;
@@ -77,6 +84,7 @@ export function createSchedulerService(logger: Logger, scheduler: Scheduler, run
     submitRun: unary(logger, async (request) => ({ run: await scheduler.submit(request) })),
     runAndWait: unary(logger, async (request, signal, call) => {
       if (!request.submit) throw new InvalidArgumentError('submit is required', 'submit');
+      const basic = isBasic(request.view);
       let waitMs = Number.POSITIVE_INFINITY;
       if (request.waitTimeout) {
         waitMs = parseDurationMs(request.waitTimeout) ?? Number.NaN;
@@ -89,10 +97,10 @@ export function createSchedulerService(logger: Logger, scheduler: Scheduler, run
       // The wait ends at a fixed time: the submit's own duration comes out of it, not on top of it.
       const waitUntil = Date.now() + waitMs;
       const runId = await scheduler.start(request.submit);
-      const run = await waitForRun(scheduler, runId, Math.min(Math.max(0, waitUntil - Date.now()), 2 ** 31 - 1), signal);
+      const run = await waitForRun(scheduler, runId, Math.min(Math.max(0, waitUntil - Date.now()), 2 ** 31 - 1), signal, basic);
       return { run, finished: isFinished(run) };
     }),
-    getRun: unary(logger, async (request) => ({ run: await scheduler.getRun(requireRunId(request.runId)) })),
+    getRun: unary(logger, async (request) => ({ run: await scheduler.getRun(requireRunId(request.runId), { basic: isBasic(request.view) }) })),
     listRuns: unary(logger, async (request) => {
       const size = pageSize(request.pageSize);
       const state: RunStatus | undefined = request.state === RunState.RUN_STATE_UNSPECIFIED ? undefined : runStateFromWire(request.state);

@@ -659,9 +659,9 @@ export class Scheduler {
     return this.#active.has(runId);
   }
 
-  /** The run as it stands now. */
-  getRun(runId: string): Promise<Run> {
-    return this.options.runs.getRun(runId, { live: this.#active.has(runId) });
+  /** The run as it stands now; without its stages when `basic`. */
+  getRun(runId: string, { basic = false } = {}): Promise<Run> {
+    return this.options.runs.getRun(runId, { live: this.#active.has(runId), basic });
   }
 
   /**

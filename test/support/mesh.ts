@@ -5,7 +5,7 @@ import { resolveMeshConfig, type MeshConfig } from '../../services/common/config
 import { callUnary, createMeshClients, type MeshClients } from '../../services/common/grpc-client.js';
 import { createLogger } from '../../services/common/logger.js';
 import { EmbeddedMesh, type EmbeddedMeshOptions } from '../../services/mesh/embedded-mesh.js';
-import { RunState, type Run, type SubmitRunRequest } from '../../services/common/proto.js';
+import { GetRunRequest, RunAndWaitRequest, RunState, type Run, type SubmitRunRequest } from '../../services/common/proto.js';
 
 /** An embedded mesh on free ports with its own data folder, for one test file. */
 export interface TestMesh {
@@ -52,7 +52,7 @@ export function inline(document: string, fields: Partial<SubmitRunRequest> = {})
 
 /** Submits and waits (bounded) for the run to finish. */
 export async function runToEnd(clients: MeshClients, request: SubmitRunRequest, waitTimeout = '20s'): Promise<Run> {
-  const { run } = await callUnary(clients.scheduler.runAndWait.bind(clients.scheduler), { submit: request, waitTimeout }, { timeoutMs: 30_000 });
+  const { run } = await callUnary(clients.scheduler.runAndWait.bind(clients.scheduler), RunAndWaitRequest.fromPartial({ submit: request, waitTimeout }), { timeoutMs: 30_000 });
   return run!;
 }
 
@@ -60,7 +60,7 @@ export async function runToEnd(clients: MeshClients, request: SubmitRunRequest, 
 export async function waitForRun(clients: MeshClients, runId: string, predicate: (run: Run) => boolean, timeoutMs = 10_000): Promise<Run> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const { run } = await callUnary(clients.scheduler.getRun.bind(clients.scheduler), { runId });
+    const { run } = await callUnary(clients.scheduler.getRun.bind(clients.scheduler), GetRunRequest.fromPartial({ runId }));
     if (predicate(run!)) return run!;
     if (Date.now() > deadline) throw new Error(`run ${runId} did not reach the expected state in ${timeoutMs} ms (state ${RunState[run!.state]})`);
     await new Promise((r) => setTimeout(r, 25));
