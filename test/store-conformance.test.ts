@@ -122,6 +122,27 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
       assert.equal(loaded?.run.stages[0]!.attempts[0]!.startedAt?.getTime(), 1_700_000_000_000);
     });
 
+    it('stores the attempt a stage ended with in the stage row, the attempts before it in attempts, and reads them back in order', async () => {
+      const run = newRun('retried');
+      await runs.apply({ newRuns: [run] });
+      const attempt = (number: number, state: 'FAILED' | 'SUCCEEDED') => ({
+        attemptId: `${run.runId}-${number}`, runId: run.runId, stageId: 'a', number, state, nodeId: `n${number}`,
+        evidence: Evidence.fromPartial({ exitCode: state === 'FAILED' ? 1 : 0, durationMs: number }), startedAtMs: 1_700_000_000_000 + number,
+      });
+      await runs.apply({ finishedAttempts: [attempt(1, 'FAILED')] });
+      await runs.apply({ finishedAttempts: [attempt(2, 'SUCCEEDED')], stages: [{ runId: run.runId, stageId: 'a', state: 'SUCCEEDED', outputs: {} }] });
+      const inAttempts = await t.store.query<{ attempt_id: string }>('SELECT attempt_id FROM attempts WHERE run_id = $1', [run.runId]);
+      assert.deepEqual(inAttempts.map((r) => r.attempt_id), [`${run.runId}-1`]);
+      const [stageRow] = await t.store.query<{ final_attempt: { attempt_id: string; node_id: string } }>(`SELECT final_attempt FROM stage_runs WHERE run_id = $1 AND stage_id = 'a'`, [run.runId]);
+      assert.deepEqual([stageRow!.final_attempt.attempt_id, stageRow!.final_attempt.node_id], [`${run.runId}-2`, 'n2']);
+      const [loaded] = await new RunStore(t.store).loadRuns([run.runId]);
+      const read = loaded!.run.stages[0]!.attempts.map((a) => [a.number, a.state, a.nodeId, a.evidence?.exitCode, a.startedAt?.getTime(), a.finishedAt instanceof Date]);
+      assert.deepEqual(read, [
+        [1, StageState.STAGE_STATE_FAILED, 'n1', 1, 1_700_000_000_001, true],
+        [2, StageState.STAGE_STATE_SUCCEEDED, 'n2', 0, 1_700_000_000_002, true],
+      ]);
+    });
+
     it('closes an attempt an older version stored open, and overwrites a stage row it left in flight', async () => {
       const run = newRun('upgraded');
       await runs.apply({ newRuns: [run] });

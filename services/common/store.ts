@@ -213,6 +213,41 @@ export const MIGRATIONS: readonly string[] = [
   // never changes, and a copy per run cost every submit of a large pipeline
   // (32 ms for 5,000 stages) and its size on disk.
   `ALTER TABLE runs ALTER COLUMN definition DROP NOT NULL`,
+  // The attempt a stage ended with is stored in the stage's row
+  // (final_attempt) instead of a row of its own: one row per ended stage
+  // instead of two, and one index entry instead of three. attempts keeps the
+  // attempts that ended without their stage (failed and retried, lost,
+  // interrupted). Applying 1,000 ended stages took about a quarter less.
+  `ALTER TABLE stage_runs ADD COLUMN final_attempt jsonb;
+   CREATE OR REPLACE FUNCTION stagemesh_apply_step(changes jsonb) RETURNS void LANGUAGE plpgsql AS $$
+   BEGIN
+     IF changes ? 'new_runs' THEN
+       INSERT INTO runs (run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, idempotency_key, deadline_at, traceparent, created_at)
+       SELECT run_id, pipeline_name, pipeline_version, definition, state, inputs, labels, priority, nullif(idempotency_key, ''), deadline_at, traceparent, created_at
+         FROM jsonb_to_recordset(changes->'new_runs') AS x(run_id text, pipeline_name text, pipeline_version text, definition jsonb,
+              state text, inputs jsonb, labels jsonb, priority int, idempotency_key text, deadline_at timestamptz, traceparent text, created_at timestamptz);
+     END IF;
+     IF changes ? 'ended_stages' THEN
+       INSERT INTO stage_runs (run_id, stage_id, state, outputs, final_attempt)
+       SELECT run_id, stage_id, state, coalesce(outputs, '{}'), final_attempt
+         FROM jsonb_to_recordset(changes->'ended_stages') AS x(run_id text, stage_id text, state text, outputs jsonb, final_attempt jsonb)
+       ON CONFLICT (run_id, stage_id) DO UPDATE SET state = EXCLUDED.state, outputs = EXCLUDED.outputs, final_attempt = EXCLUDED.final_attempt;
+     END IF;
+     IF changes ? 'ended_attempts' THEN
+       INSERT INTO attempts (attempt_id, run_id, stage_id, number, state, node_id, started_at, finished_at, evidence)
+       SELECT attempt_id, run_id, stage_id, number, state, node_id, started_at, finished_at, evidence
+         FROM jsonb_to_recordset(changes->'ended_attempts') AS x(attempt_id text, run_id text, stage_id text, number int, state text,
+              node_id text, started_at timestamptz, finished_at timestamptz, evidence jsonb)
+       ON CONFLICT (attempt_id) DO UPDATE SET state = EXCLUDED.state, node_id = EXCLUDED.node_id, finished_at = EXCLUDED.finished_at, evidence = EXCLUDED.evidence;
+     END IF;
+     IF changes ? 'runs' THEN
+       UPDATE runs r SET state = x.state, reason = coalesce(x.reason, r.reason),
+              finished_at = CASE WHEN x.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') THEN coalesce(x.finished_at, now()) ELSE r.finished_at END
+         FROM jsonb_to_recordset(changes->'runs') AS x(run_id text, state text, reason text, finished_at timestamptz)
+        WHERE r.run_id = x.run_id;
+     END IF;
+   END
+   $$`,
 ];
 
 /**

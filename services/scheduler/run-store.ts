@@ -126,6 +126,9 @@ interface AttemptRow {
   evidence: Evidence | null;
 }
 
+/** An attempt as the store's JSON gives it back: its times as text. */
+type StoredAttempt = Omit<AttemptRow, 'started_at' | 'finished_at'> & { started_at: string; finished_at: string | null };
+
 const json = (value: unknown) => JSON.stringify(value);
 
 /** Pipeline definitions kept in memory, by name@version and (exclusive stores) by name. */
@@ -232,8 +235,8 @@ export class RunStore {
    * Applies one scheduler step atomically, in one round trip: each kind of
    * row is one statement over all its rows (see stagemesh_apply_step). What
    * is stored is what recovery and the readers of a run need: a new run, the
-   * stages that ended (with their outputs), the attempts that ended (whole),
-   * the runs that changed state. Stages queued and attempts started are not
+   * stages that ended (with their outputs and, whole, the attempt they ended
+   * with), the other attempts that ended (whole), the runs that changed state. Stages queued and attempts started are not
    * written: they are in the scheduler's memory and in the mirror GetRun
    * answers from. After a crash such a stage runs again (at least once); a
    * graceful stop records its attempts in flight as interrupted.
@@ -247,21 +250,34 @@ export class RunStore {
     // One row per stage and attempt: an upsert may not touch a row twice in one statement.
     const endedStages = new Map<string, StageChange>();
     for (const s of changes.stages ?? []) if (isTerminal(s.state)) endedStages.set(`${s.runId}\u0000${s.stageId}`, s);
-    if (endedStages.size) step.ended_stages = [...endedStages.values()].map((s) => ({ run_id: s.runId, stage_id: s.stageId, state: s.state, outputs: s.outputs ?? null }));
-    const endedAttempts = new Map((changes.finishedAttempts ?? []).map((a) => [a.attemptId, a]));
-    if (endedAttempts.size) {
-      step.ended_attempts = [...endedAttempts.values()].map((a) => ({
-        attempt_id: a.attemptId,
-        run_id: a.runId,
-        stage_id: a.stageId,
-        number: a.number,
-        state: a.state,
-        node_id: a.nodeId ?? '',
-        started_at: a.startedAtMs === undefined ? at : new Date(a.startedAtMs).toISOString(),
-        finished_at: at,
-        evidence: a.evidence ?? null,
-      }));
+    // The attempt a stage ends with goes into the stage's row (final_attempt, migration 11); the others into attempts.
+    const finalAttempts = new Map<string, AttemptChange>();
+    const otherAttempts: AttemptChange[] = [];
+    for (const a of new Map((changes.finishedAttempts ?? []).map((a) => [a.attemptId, a])).values()) {
+      const key = `${a.runId}\u0000${a.stageId}`;
+      const earlier = finalAttempts.get(key);
+      if (!endedStages.has(key) || (earlier && earlier.number > a.number)) otherAttempts.push(a);
+      else {
+        if (earlier) otherAttempts.push(earlier);
+        finalAttempts.set(key, a);
+      }
     }
+    const attemptRow = (a: AttemptChange) => ({
+      attempt_id: a.attemptId,
+      number: a.number,
+      state: a.state,
+      node_id: a.nodeId ?? '',
+      started_at: a.startedAtMs === undefined ? at : new Date(a.startedAtMs).toISOString(),
+      finished_at: at,
+      evidence: a.evidence ?? null,
+    });
+    if (endedStages.size) {
+      step.ended_stages = [...endedStages].map(([key, s]) => {
+        const final = finalAttempts.get(key);
+        return { run_id: s.runId, stage_id: s.stageId, state: s.state, outputs: s.outputs ?? null, final_attempt: final ? attemptRow(final) : null };
+      });
+    }
+    if (otherAttempts.length) step.ended_attempts = otherAttempts.map((a) => ({ ...attemptRow(a), run_id: a.runId, stage_id: a.stageId }));
     if (changes.runs?.length) step.runs = changes.runs.map((r) => ({ run_id: r.runId, state: r.state, reason: r.reason ?? null, finished_at: at }));
     // A step of stages and attempts starting only changes memory.
     if (Object.keys(step).length > 0) await this.store.script([`SELECT stagemesh_apply_step(${sqlLiteral(json(step))}::jsonb)`]);
@@ -303,10 +319,10 @@ export class RunStore {
     }
     const missing = ids.filter((id) => !remembered.has(id));
     // One statement: each round trip into the store costs more than the rows it reads.
-    const rows = missing.length === 0 ? [] : await this.store.query<RunSummaryRow & { definition: Pipeline | null; registered_definition: Pipeline | null; stage_rows: StageRow[]; attempt_rows: (Omit<AttemptRow, 'started_at' | 'finished_at'> & { started_at: string; finished_at: string | null })[] }>(
+    const rows = missing.length === 0 ? [] : await this.store.query<RunSummaryRow & { definition: Pipeline | null; registered_definition: Pipeline | null; stage_rows: (StageRow & { final_attempt: Omit<StoredAttempt, 'stage_id'> | null })[]; attempt_rows: StoredAttempt[] }>(
       `SELECT r.*,
               (SELECT p.definition FROM pipelines p WHERE r.definition IS NULL AND p.name = r.pipeline_name AND p.version = r.pipeline_version) AS registered_definition,
-              coalesce((SELECT jsonb_agg(jsonb_build_object('stage_id', s.stage_id, 'state', s.state, 'outputs', s.outputs))
+              coalesce((SELECT jsonb_agg(jsonb_build_object('stage_id', s.stage_id, 'state', s.state, 'outputs', s.outputs, 'final_attempt', s.final_attempt))
                           FROM stage_runs s WHERE s.run_id = r.run_id), '[]') AS stage_rows,
               coalesce((SELECT jsonb_agg(jsonb_build_object('attempt_id', a.attempt_id, 'stage_id', a.stage_id, 'number', a.number, 'state', a.state,
                                                             'node_id', a.node_id, 'started_at', a.started_at, 'finished_at', a.finished_at, 'evidence', a.evidence)
@@ -324,9 +340,15 @@ export class RunStore {
       const { registered_definition, ...stored } = found;
       // A run of a registered version stores no copy of its definition (migration 10).
       const row = { ...stored, definition: stored.definition ?? registered_definition! };
-      const attempts = row.attempt_rows.map((a) => ({ ...a, started_at: new Date(a.started_at), finished_at: a.finished_at === null ? null : new Date(a.finished_at) }));
-      if (adopt) this.#mirror.adopt(row, row.stage_rows, attempts);
-      return [storedRun(row, row.stage_rows, attempts)];
+      // A stage's own attempts, then the one it ended with (the latest); an older version may have left that one's row open in attempts too.
+      const attempts = new Map(row.attempt_rows.map((a) => [a.attempt_id, a]));
+      const stages = row.stage_rows.map(({ final_attempt, ...stage }) => {
+        if (final_attempt) attempts.set(final_attempt.attempt_id, { ...final_attempt, stage_id: stage.stage_id });
+        return stage;
+      });
+      const attemptRows = [...attempts.values()].map((a) => ({ ...a, started_at: new Date(a.started_at), finished_at: a.finished_at === null ? null : new Date(a.finished_at) }));
+      if (adopt) this.#mirror.adopt(row, stages, attemptRows);
+      return [storedRun(row, stages, attemptRows)];
     });
   }
 
