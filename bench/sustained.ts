@@ -2,7 +2,7 @@ import { loadavg } from 'node:os';
 import { build, type Histogram } from 'hdr-histogram-js';
 import { callUnary, type MeshClients } from '../services/common/grpc-client.js';
 import type { Event } from '../services/common/proto.js';
-import { subscribeEvents, subscribeRequest } from '../services/event-bus/event-stream.js';
+import { subscribeEventsResuming, subscribeRequest } from '../services/event-bus/event-stream.js';
 import { readPrometheusSample } from './prometheus-sample.js';
 import { chain, machine, MeshProcess, warmUp, withBenchTarget, type BenchTarget } from './run-bench.js';
 import { chainDocument, registered } from './workloads.js';
@@ -125,6 +125,13 @@ export interface SustainedResult {
   unfinished_runs: number;
   /** From the end of the load window to the last run's end (or the drain's time limit). */
   drain_s: number;
+  /**
+   * Times the benchmark's event subscription was ended by the bus and resumed
+   * from its last event, e.g. after falling more events behind than the bus
+   * holds for a subscriber. No event is lost then, but the run ends of that
+   * time arrive late and count in a later interval than they happened in.
+   */
+  event_resubscriptions: number;
   load_average_1m: { start: number; end: number };
 }
 
@@ -323,11 +330,19 @@ class RunTracker {
  * Follows the bus until `signal` aborts: `run.finished` of the load and probe
  * pipelines (each run's end goes to `runs`, its CHAIN_LENGTH stages to the
  * throughput of the interval it ended in) and the stage events of the probe
- * pipeline alone (each stage's ready → outcome latency). Rejects if a
- * subscription fails (e.g. the benchmark fell so far behind that the bus gave
- * up on it).
+ * pipeline alone (each stage's ready → outcome latency). A subscription
+ * the bus ends because the benchmark fell too far behind resumes from its
+ * last event (`onResubscribe` counts it); rejects on any other failure.
  */
-async function followEvents(clients: MeshClients, pipelines: { load: string; probe: string }, loadStartedAt: () => number, recorder: IntervalRecorder, runs: RunTracker, signal: AbortSignal): Promise<void> {
+async function followEvents(
+  clients: MeshClients,
+  pipelines: { load: string; probe: string },
+  loadStartedAt: () => number,
+  recorder: IntervalRecorder,
+  runs: RunTracker,
+  signal: AbortSignal,
+  onResubscribe: () => void,
+): Promise<void> {
   const readyAt = new Map<string, number>();
   const onEvent = (event: Event) => {
     const at = performance.now();
@@ -346,7 +361,8 @@ async function followEvents(clients: MeshClients, pipelines: { load: string; pro
     }
   };
   const follow = async (subjects: string[], pipeline: string) => {
-    for await (const { event } of subscribeEvents(clients.eventBus, subscribeRequest({ subjects, filter: { pipeline }, newOnly: true }), signal)) if (event) onEvent(event);
+    const request = subscribeRequest({ subjects, filter: { pipeline }, newOnly: true });
+    for await (const { event } of subscribeEventsResuming(clients.eventBus, request, signal, onResubscribe)) if (event) onEvent(event);
   };
   await Promise.all([follow(['run.finished'], pipelines.load), follow(['stage.ready', ...OUTCOMES, 'run.finished'], pipelines.probe)]);
 }
@@ -395,7 +411,8 @@ async function sustain(target: BenchTarget, options: SustainedOptions): Promise<
     let loadStartedAt = Number.POSITIVE_INFINITY;
     const runs = new RunTracker(recorder, () => loadStartedAt);
     // Settles to the error that ended the subscription, or undefined once aborted.
-    const followFailure = followEvents(clients, { load: load.pipelineRef!, probe: probe.pipelineRef! }, () => loadStartedAt, recorder, runs, controller.signal).then(
+    let resubscriptions = 0;
+    const followFailure = followEvents(clients, { load: load.pipelineRef!, probe: probe.pipelineRef! }, () => loadStartedAt, recorder, runs, controller.signal, () => resubscriptions++).then(
       () => undefined,
       (err: unknown) => err ?? new Error('the event subscription failed'),
     );
@@ -504,6 +521,7 @@ async function sustain(target: BenchTarget, options: SustainedOptions): Promise<
         failed_runs: runs.failed,
         unfinished_runs: submitted - runs.finished,
         drain_s: drainS,
+        event_resubscriptions: resubscriptions,
         load_average_1m: { start: round(loadAverageStart, 2), end: round(loadavg()[0]!, 2) },
       },
     };

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { callUnary } from '../common/grpc-client.js';
 import type { EventBusClient, SubscribeRequest, SubscribeResponse } from '../common/proto.js';
@@ -25,6 +26,46 @@ export async function* subscribeEvents(client: EventBusClient, request: Subscrib
   } finally {
     signal?.removeEventListener('abort', onAbort);
     call.cancel();
+  }
+}
+
+/** Statuses after which a follower of the bus subscribes again, from where it stopped. */
+const RESUBSCRIBE_ON = new Set<number>([
+  // The bus restarted or is unreachable for a moment.
+  status.UNAVAILABLE,
+  // The subscriber fell more events behind than the bus holds for one; it resumes from its last sequence.
+  status.RESOURCE_EXHAUSTED,
+  // The server ended the stream (shutdown) without a status of its own.
+  status.INTERNAL,
+]);
+const RESUBSCRIBE_DELAY_MS = 200;
+
+/**
+ * subscribeEvents that outlives the ends a follower can recover from: when
+ * the bus ends the stream, without a status or with UNAVAILABLE,
+ * RESOURCE_EXHAUSTED or INTERNAL, it subscribes again after a moment, from the sequence after the last event
+ * it yielded (as `request` asked until the first one), so an event the bus
+ * still holds is neither skipped nor yielded twice. `onResubscribe` is told
+ * each time. Aborting `signal` ends it quietly; any other status throws.
+ */
+export async function* subscribeEventsResuming(
+  client: EventBusClient,
+  request: SubscribeRequest,
+  signal: AbortSignal,
+  onResubscribe?: (err: ServiceError) => void,
+): AsyncGenerator<SubscribeResponse> {
+  let next = request;
+  while (!signal.aborted) {
+    try {
+      for await (const message of subscribeEvents(client, next, signal)) {
+        if (message.event) next = { ...request, newOnly: undefined, fromTime: undefined, lastN: undefined, fromSequence: message.event.sequence + 1 };
+        yield message;
+      }
+    } catch (err) {
+      if (!RESUBSCRIBE_ON.has((err as ServiceError).code)) throw err;
+      onResubscribe?.(err as ServiceError);
+    }
+    await sleep(RESUBSCRIBE_DELAY_MS, undefined, { signal }).catch(() => undefined);
   }
 }
 

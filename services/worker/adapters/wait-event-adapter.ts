@@ -1,8 +1,6 @@
-import { status, type ServiceError } from '@grpc/grpc-js';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { OutcomeStatus, type Event, type EventBusClient, type Task } from '../../common/proto.js';
 import { eventMatches } from '../../event-bus/event-match.js';
-import { subscribeEvents, subscribeRequest } from '../../event-bus/event-stream.js';
+import { subscribeEventsResuming, subscribeRequest } from '../../event-bus/event-stream.js';
 import { emptyEvidence, type AttemptControl, type AttemptResult, type FrameworkAdapter } from './framework-adapter.js';
 
 /** The `run` spec of a wait-event stage. */
@@ -12,17 +10,6 @@ export interface WaitEventSpec {
   /** Values the event must carry: each key is looked up in the event's attributes, then in its data (dotted paths allowed). */
   match?: Record<string, unknown>;
 }
-
-/** Statuses after which the adapter subscribes again, from where it stopped. */
-const RESUBSCRIBE_ON = new Set<number>([
-  // The bus restarted or is unreachable for a moment.
-  status.UNAVAILABLE,
-  // The stage fell behind a burst of other events of the same type; it resumes from its last sequence.
-  status.RESOURCE_EXHAUSTED,
-  // The server ended the stream (shutdown) without a status of its own.
-  status.INTERNAL,
-]);
-const RESUBSCRIBE_DELAY_MS = 200;
 
 /**
  * Runs `wait-event` stages: the stage succeeds when an event of type
@@ -53,26 +40,18 @@ export class WaitEventAdapter implements FrameworkAdapter {
     const stop = AbortSignal.any(timeout ? [signal, timeout] : [signal]);
     const ended = () => (signal.aborted ? result(OutcomeStatus.OUTCOME_STATUS_CANCELLED, { error: 'cancelled' }) : result(OutcomeStatus.OUTCOME_STATUS_TIMED_OUT, { error: `no matching "${spec.event}" event within ${task.timeoutMs} ms` }));
     // Reading from the attempt's start time catches an event published while the subscription was being set up.
-    let from: { fromTime: Date } | { fromSequence: number } = { fromTime: new Date(started) };
-    while (!stop.aborted) {
-      try {
-        for await (const { event } of subscribeEvents(this.eventBus, subscribeRequest({ subjects: [spec.event], ...from }), stop)) {
-          if (!event) continue;
-          from = { fromSequence: event.sequence + 1 };
-          if (!eventMatches(event, match)) continue;
-          const outputs: Record<string, string> = { event_id: event.id, event_sequence: String(event.sequence) };
-          for (const name of task.outputs) {
-            const value = (event.data ?? {})[name];
-            if (value !== undefined && value !== null) outputs[name] = typeof value === 'object' ? JSON.stringify(value) : String(value);
-          }
-          return result(OutcomeStatus.OUTCOME_STATUS_SUCCEEDED, { logTail: `matched ${event.type} event ${event.id} (sequence ${event.sequence})` }, outputs);
+    try {
+      for await (const { event } of subscribeEventsResuming(this.eventBus, subscribeRequest({ subjects: [spec.event], fromTime: new Date(started) }), stop)) {
+        if (!event || !eventMatches(event, match)) continue;
+        const outputs: Record<string, string> = { event_id: event.id, event_sequence: String(event.sequence) };
+        for (const name of task.outputs) {
+          const value = (event.data ?? {})[name];
+          if (value !== undefined && value !== null) outputs[name] = typeof value === 'object' ? JSON.stringify(value) : String(value);
         }
-      } catch (err) {
-        const code = (err as ServiceError).code;
-        if (!RESUBSCRIBE_ON.has(code)) return result(OutcomeStatus.OUTCOME_STATUS_FAILED, { error: `event bus: ${(err as Error).message}` });
+        return result(OutcomeStatus.OUTCOME_STATUS_SUCCEEDED, { logTail: `matched ${event.type} event ${event.id} (sequence ${event.sequence})` }, outputs);
       }
-      if (stop.aborted) break;
-      await sleep(RESUBSCRIBE_DELAY_MS, undefined, { signal: stop }).catch(() => undefined);
+    } catch (err) {
+      return result(OutcomeStatus.OUTCOME_STATUS_FAILED, { error: `event bus: ${(err as Error).message}` });
     }
     return ended();
   }
