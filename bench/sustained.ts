@@ -128,8 +128,9 @@ export interface SustainedResult {
   /**
    * Times the benchmark's event subscription was ended by the bus and resumed
    * from its last event, e.g. after falling more events behind than the bus
-   * holds for a subscriber. No event is lost then, but the run ends of that
-   * time arrive late and count in a later interval than they happened in.
+   * holds for a subscriber. The run ends of that time arrive late and count
+   * in a later interval than they happened in; those the bus no longer held
+   * when the benchmark resumed are lost to it and show in `unfinished_runs`.
    */
   event_resubscriptions: number;
   load_average_1m: { start: number; end: number };

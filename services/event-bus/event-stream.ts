@@ -43,10 +43,11 @@ const RESUBSCRIBE_DELAY_MS = 200;
 /**
  * subscribeEvents that outlives the ends a follower can recover from: when
  * the bus ends the stream, without a status or with UNAVAILABLE,
- * RESOURCE_EXHAUSTED or INTERNAL, it subscribes again after a moment, from the sequence after the last event
- * it yielded (as `request` asked until the first one), so an event the bus
- * still holds is neither skipped nor yielded twice. `onResubscribe` is told
- * each time. Aborting `signal` ends it quietly; any other status throws.
+ * RESOURCE_EXHAUSTED or INTERNAL, it subscribes again after a moment, from
+ * the sequence after the last event it yielded (as `request` asked until the
+ * first one), so an event the bus still holds is neither skipped nor yielded
+ * twice; one it no longer holds is lost. `onResubscribe` is told each time.
+ * Aborting `signal` ends it quietly; any other status throws.
  */
 export async function* subscribeEventsResuming(
   client: EventBusClient,

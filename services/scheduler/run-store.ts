@@ -236,8 +236,9 @@ export class RunStore {
    * row is one statement over all its rows (see stagemesh_apply_step). What
    * is stored is what recovery and the readers of a run need: a new run, the
    * stages that ended (with their outputs and, whole, the attempt they ended
-   * with), the other attempts that ended (whole), the runs that changed state. Stages queued and attempts started are not
-   * written: they are in the scheduler's memory and in the mirror GetRun
+   * with), the other attempts that ended (whole), the runs that changed
+   * state. Stages queued and attempts started are not written: they are in
+   * the scheduler's memory and in the mirror GetRun
    * answers from. After a crash such a stage runs again (at least once); a
    * graceful stop records its attempts in flight as interrupted.
    */
