@@ -141,6 +141,10 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
         [1, StageState.STAGE_STATE_FAILED, 'n1', 1, 1_700_000_000_001, true],
         [2, StageState.STAGE_STATE_SUCCEEDED, 'n2', 0, 1_700_000_000_002, true],
       ]);
+      // The basic view, read from the store: the run as loaded, without its stages.
+      const basic = await new RunStore(t.store).getRun(run.runId, { basic: true });
+      assert.deepEqual(basic, { ...loaded!.run, stages: [] });
+      await assert.rejects(new RunStore(t.store).getRun('no-such-run', { basic: true }), { name: 'NotFoundError' });
     });
 
     it('closes an attempt an older version stored open, and overwrites a stage row it left in flight', async () => {

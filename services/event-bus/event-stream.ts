@@ -55,11 +55,12 @@ export async function* subscribeEventsResuming(
   signal: AbortSignal,
   onResubscribe?: (err: ServiceError) => void,
 ): AsyncGenerator<SubscribeResponse> {
-  let next = request;
+  let last: number | undefined;
   while (!signal.aborted) {
+    const next = last === undefined ? request : { ...request, newOnly: undefined, fromTime: undefined, lastN: undefined, fromSequence: last + 1 };
     try {
       for await (const message of subscribeEvents(client, next, signal)) {
-        if (message.event) next = { ...request, newOnly: undefined, fromTime: undefined, lastN: undefined, fromSequence: message.event.sequence + 1 };
+        if (message.event) last = message.event.sequence;
         yield message;
       }
     } catch (err) {

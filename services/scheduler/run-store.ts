@@ -295,9 +295,15 @@ export class RunStore {
     const fromMirror = this.options.exclusive || live;
     const mirrored = fromMirror ? (basic ? this.#mirror.summary(runId) : this.#mirror.run(runId)) : undefined;
     if (mirrored) return mirrored;
+    if (basic) {
+      // The run's row alone: its stages and attempts are not read at all.
+      const [row] = await this.store.query<RunSummaryRow>(`SELECT ${SUMMARY_COLUMNS} FROM runs WHERE run_id = $1`, [runId]);
+      if (!row) throw new NotFoundError('run', runId);
+      return runSummary(row);
+    }
     const [found] = await this.loadRuns([runId]);
     if (!found) throw new NotFoundError('run', runId);
-    return basic ? { ...found.run, stages: [] } : found.run;
+    return found.run;
   }
 
   /**
