@@ -7,6 +7,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { callUnary } from '../services/common/grpc-client.js';
 import { FIELD_PATH_METADATA } from '../services/common/grpc-status.js';
 import { RunState, StageState, type SubscribeResponse } from '../services/common/proto.js';
+import { dispatchWindow } from '../services/scheduler/scheduler.js';
 import { inline, runToEnd, startTestMesh, waitForRun, type TestMesh } from './support/mesh.js';
 import { repoRoot } from './support/tools.js';
 import { startWorkerProcess, type WorkerProcess } from './support/worker-process.js';
@@ -133,6 +134,30 @@ stages:
     const document = `name: limited\nconcurrency: { max: 1 }\nstages:\n${['a', 'b', 'c'].map(stage).join('\n')}`;
     const runs = await Promise.all([runToEnd(t.clients, inline(document)), runToEnd(t.clients, inline(document))]);
     for (const run of runs) assert.equal(run.state, RunState.RUN_STATE_SUCCEEDED, 'two stages of the pipeline overlapped');
+  });
+
+  it('starts the stages of a concurrency-limited run as room opens in its window, each once', async () => {
+    const count = 100;
+    const window = dispatchWindow({ concurrency: { max: 1, frameworks: {} } });
+    assert.ok(window < count, 'the run must hold stages back for this test to mean anything');
+    const stages = Array.from({ length: count }, (_, i) => `  - { id: s${i}, framework: sleep, run: { duration: 5ms } }`);
+    const document = `name: windowed\nconcurrency: { max: 1 }\nstages:\n${stages.join('\n')}`;
+    const { run: submitted } = await callUnary(t.clients.scheduler.submitRun.bind(t.clients.scheduler), inline(document));
+    const started = submitted!.stages.filter((s) => s.attempts.length > 0);
+    // The run as its first step left it: the window's stages queued with an attempt, the rest pending without one.
+    assert.equal(started.length, window);
+    assert.ok(started.every((s) => s.state === StageState.STAGE_STATE_QUEUED));
+    assert.ok(submitted!.stages.slice(window).every((s) => s.state === StageState.STAGE_STATE_PENDING && s.attempts.length === 0));
+    let samples = 0;
+    const run = await waitForRun(t.clients, submitted!.runId, (r) => {
+      const open = r.stages.filter((s) => s.state === StageState.STAGE_STATE_QUEUED || s.state === StageState.STAGE_STATE_RUNNING);
+      assert.ok(open.length <= window, `${open.length} stages in flight, over the window of ${window}`);
+      samples++;
+      return r.state !== RunState.RUN_STATE_RUNNING;
+    }, 30_000);
+    assert.equal(run.state, RunState.RUN_STATE_SUCCEEDED);
+    assert.ok(samples > 1, 'the run ended before it could be looked at while running');
+    assert.deepEqual(run.stages.map((s) => [s.stageId, s.attempts.length]), stages.map((_, i) => [`s${i}`, 1]));
   });
 
   it('refuses bad references and an empty matrix with INVALID_ARGUMENT and the field path', async () => {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callUnary } from '../services/common/grpc-client.js';
 import { GetRunRequest, RunState, StageState } from '../services/common/proto.js';
+import { dispatchWindow } from '../services/scheduler/scheduler.js';
 import { inline, runToEnd, startTestMesh, waitForRun, type TestMesh } from './support/mesh.js';
 
 describe('mesh - restart and graceful shutdown', function () {
@@ -75,6 +76,28 @@ describe('mesh - restart and graceful shutdown', function () {
     assert.equal(attempts[0]!.state, StageState.STAGE_STATE_CANCELLED);
     assert.match(attempts[0]!.evidence!.error, /interrupted/);
     assert.equal(attempts[1]!.state, StageState.STAGE_STATE_SUCCEEDED);
+    await after.stop();
+  });
+
+  it('resumes a concurrency-limited run with stages it held back, starting each within its window', async () => {
+    const window = dispatchWindow({ concurrency: { max: 1, frameworks: {} } });
+    const count = window + 5;
+    // The first stage outlasts the stop, so no stage ends and none of those held back starts before it.
+    const stages = Array.from({ length: count }, (_, i) => `  - { id: s${i}, framework: sleep, run: { duration: ${i === 0 ? '1s' : '20ms'} } }`);
+    const t = await start(200);
+    const { run } = await callUnary(t.clients.scheduler.submitRun.bind(t.clients.scheduler), inline(`name: held\nconcurrency: { max: 1 }\nstages:\n${stages.join('\n')}`));
+    await new Promise((r) => setTimeout(r, 300)); // the worker runs the first stage
+    await t.stop();
+    const after = await start();
+    const inFlight = (r: typeof run) => r!.stages.filter((s) => s.state === StageState.STAGE_STATE_QUEUED || s.state === StageState.STAGE_STATE_RUNNING).length;
+    const done = await waitForRun(after.clients, run!.runId, (r) => {
+      assert.ok(inFlight(r) <= window, `${inFlight(r)} stages in flight, over the window of ${window}`);
+      return r.state !== RunState.RUN_STATE_RUNNING;
+    }, 20_000);
+    assert.equal(done.state, RunState.RUN_STATE_SUCCEEDED);
+    for (const stage of done.stages) assert.equal(stage.attempts.filter((a) => a.state === StageState.STAGE_STATE_SUCCEEDED).length, 1, stage.stageId);
+    // The stages started before the stop were interrupted and ran again; those held back had no attempt to interrupt.
+    assert.deepEqual(done.stages.map((s) => s.attempts.length), stages.map((_, i) => (i < window ? 2 : 1)));
     await after.stop();
   });
 });

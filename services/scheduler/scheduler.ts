@@ -56,6 +56,14 @@ interface ActiveRun {
   traceparent?: string;
   /** dependentsOf(the run's stages), built on the run's first step after one ended. */
   dependents?: Map<string, DagStage[]>;
+  /** Stages started and not yet ended (QUEUED or RUNNING, a retry included). */
+  inFlight: number;
+  /** Most stages in flight at once: see dispatchWindow. */
+  window: number;
+  /** Stages free to start that wait for room in the window, in the order they became free (PENDING in the store). */
+  held: StageRecord[];
+  /** Index of the first stage of `held` still waiting. */
+  heldNext: number;
 }
 
 const SOURCE = 'stagemesh/scheduler';
@@ -74,6 +82,23 @@ const MAX_LOST_ATTEMPTS = 5;
 const BUSY_COMMIT_SPACING_MS = 2;
 /** Active runs from which the scheduler counts as busy: below, each commit starts at once. */
 const BUSY_ACTIVE_RUNS = 16;
+
+/** Stages a concurrency-limited run keeps queued at the coordinator beyond its limit, at least (see dispatchWindow). */
+const MIN_DISPATCH_AHEAD = 64;
+
+/**
+ * Most stages of one run the scheduler starts (makes attempts and tasks for)
+ * at once. Without a concurrency limit, every stage free to start. With
+ * `concurrency.max`, the limit plus as many again (at least
+ * MIN_DISPATCH_AHEAD): the coordinator, which enforces the limit across all
+ * runs of the pipeline, then always holds a stage to start when one ends,
+ * and a 5,000-stage run limited to 1,000 does not make 4,000 attempts,
+ * tasks and events that would only wait in its queue.
+ */
+export function dispatchWindow(pipeline: Pick<Pipeline, 'concurrency'>): number {
+  const max = pipeline.concurrency?.max ?? 0;
+  return max > 0 ? max + Math.max(max, MIN_DISPATCH_AHEAD) : Number.POSITIVE_INFINITY;
+}
 
 /** Runs read back from the store per step when resuming after a restart. */
 const RECOVER_BATCH = 200;
@@ -339,6 +364,10 @@ export class Scheduler {
       priority: request.priority,
       status: 'RUNNING',
       stages: new Map(expanded.stages.map((stage) => [stage.id, { stage, status: 'PENDING', attemptNumber: 0, failures: 0, lost: 0, outputs: {} }])),
+      inFlight: 0,
+      window: dispatchWindow(expanded),
+      held: [],
+      heldNext: 0,
     };
     run.traceparent = beginRunTrace(run.runId, run.pipeline.name);
     return this.#commit((changes, after): { runId: string; firstStep?: ChangeSet } => {
@@ -398,13 +427,26 @@ export class Scheduler {
       (changes.stages ??= []).push({ runId: run.runId, stageId: id, state: 'SKIPPED' });
       this.#publish(this.#stageEvent('stage.skipped', run, id, {}));
     }
-    for (const id of step.start) tasks.push(this.#newAttempt(run, run.stages.get(id)!, changes));
+    // Stages held back earlier start first, in the order they became free.
+    while (run.heldNext < run.held.length && run.inFlight < run.window) tasks.push(this.#startStage(run, run.held[run.heldNext++]!, changes));
+    if (run.heldNext === run.held.length) run.held.length = run.heldNext = 0;
+    for (const id of step.start) {
+      const record = run.stages.get(id)!;
+      if (run.inFlight < run.window) tasks.push(this.#startStage(run, record, changes));
+      else run.held.push(record);
+    }
     const status = runStatus(statusesOf(run));
     if (status !== 'RUNNING' && run.status === 'RUNNING') {
       run.status = status;
       (changes.runs ??= []).push({ runId: run.runId, state: status, reason: status === 'FAILED' ? failureReason(run) : '' });
     }
     return tasks;
+  }
+
+  /** Starts a PENDING stage: its first attempt, and a place in the run's window. */
+  #startStage(run: ActiveRun, record: StageRecord, changes: ChangeSet): Task {
+    run.inFlight++;
+    return this.#newAttempt(run, record, changes);
   }
 
   #newAttempt(run: ActiveRun, record: StageRecord, changes: ChangeSet): Task {
@@ -504,7 +546,10 @@ export class Scheduler {
         this.#applyOne(run, record, outcome, changes);
         let ended = touched.get(run);
         if (!ended) touched.set(run, (ended = []));
-        if (isTerminal(record.status)) ended.push(record.stage.id);
+        if (isTerminal(record.status)) {
+          ended.push(record.stage.id);
+          run.inFlight--;
+        }
       }
       const tasksByRun = new Map<ActiveRun, Task[]>();
       for (const { run, record } of this.#pendingRetries.splice(0)) {
@@ -607,7 +652,7 @@ export class Scheduler {
       const stored = await this.options.runs.loadRuns(ids.slice(i, i + RECOVER_BATCH), { adopt: true });
       await this.#commit((changes, after) => {
         for (const { run: wire, definition: pipeline, deadlineAtMs, traceparent } of stored) {
-          const run: ActiveRun = { runId: wire.runId, pipeline, inputs: wire.inputs, priority: wire.priority, status: 'RUNNING', stages: new Map(), traceparent };
+          const run: ActiveRun = { runId: wire.runId, pipeline, inputs: wire.inputs, priority: wire.priority, status: 'RUNNING', stages: new Map(), traceparent, inFlight: 0, window: dispatchWindow(pipeline), held: [], heldNext: 0 };
           const stageRuns = new Map(wire.stages.map((s) => [s.stageId, s]));
           const tasks: Task[] = [];
           for (const stage of pipeline.stages) {
@@ -626,7 +671,7 @@ export class Scheduler {
               if (attempt.finishedAt) continue;
               (changes.finishedAttempts ??= []).push({ attemptId: attempt.attemptId, runId: run.runId, stageId: stage.id, number: attempt.number, startedAtMs: attempt.startedAt?.getTime(), state: 'CANCELLED', evidence: interrupted('the mesh restarted while the attempt ran') });
             }
-            if (status === 'QUEUED' || status === 'RUNNING') tasks.push(this.#newAttempt(run, record, changes));
+            if (status === 'QUEUED' || status === 'RUNNING') tasks.push(this.#startStage(run, record, changes));
           }
           tasks.push(...this.#advance(run, changes));
           after.push(() => {
