@@ -85,7 +85,7 @@ export interface IntervalFigures {
   t_s: number;
   /** Stages of the runs whose `run.finished` arrived in the interval (CHAIN_LENGTH each) ÷ its length. */
   stages_per_sec: number;
-  /** Of the probe runs' stages: from a stage's `stage.ready` event to its outcome event, both as stamped by the bus; by the outcome's arrival. */
+  /** Of the probe runs' stages: from a stage's `stage.ready` event to its outcome event, by their `time` (the scheduler's steps that queued and ended it); by the outcome's arrival. */
   stage_latency_ms: Percentiles;
   /** From the SubmitRun call to the arrival of `run.finished`, on the benchmark's clock; by the arrival. */
   run_latency_ms: Percentiles;

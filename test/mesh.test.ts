@@ -5,7 +5,7 @@ import { credentials, loadPackageDefinition, Metadata, status, type ServiceError
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { callUnary } from '../services/common/grpc-client.js';
-import { GetRunRequest, GroupBy, RunAndWaitRequest, RunState, RunView, SERVICE_NAMES, StageState, type SubscribeResponse } from '../services/common/proto.js';
+import { GetRunRequest, GroupBy, RunAndWaitRequest, RunState, RunView, SERVICE_NAMES, StageState, type Event, type SubscribeResponse } from '../services/common/proto.js';
 import { inline, runToEnd, startTestMesh, waitForRun, type TestMesh } from './support/mesh.js';
 import { requireTool } from './support/tools.js';
 
@@ -93,11 +93,11 @@ describe('mesh - embedded profile over gRPC', function () {
 
   it('publishes the lifecycle of a run to the event bus and counts it in metrics', async () => {
     const run = await runToEnd(t.clients, inline(hello, { inputs: { who: 'bus' } }));
-    const types = await new Promise<string[]>((resolve, reject) => {
-      const seen: string[] = [];
+    const events = await new Promise<Event[]>((resolve, reject) => {
+      const seen: Event[] = [];
       const stream = t.clients.eventBus.subscribe({ subjects: ['run.*', 'stage.*'], filter: { run_id: run.runId }, fromSequence: 1, consumer: '', ackTimeout: '', maxDeliver: 0 });
       stream.on('data', (m: SubscribeResponse) => {
-        seen.push(m.event!.type);
+        seen.push(m.event!);
         if (m.event!.type === 'run.finished') {
           stream.cancel();
           resolve(seen);
@@ -105,7 +105,15 @@ describe('mesh - embedded profile over gRPC', function () {
       });
       stream.on('error', (err: ServiceError) => (err.code === status.CANCELLED ? undefined : reject(err)));
     });
-    assert.deepEqual(types, ['run.submitted', 'stage.ready', 'stage.succeeded', 'stage.ready', 'stage.succeeded', 'stage.ready', 'stage.succeeded', 'run.finished']);
+    assert.deepEqual(events.map((e) => e.type), ['run.submitted', 'stage.ready', 'stage.succeeded', 'stage.ready', 'stage.succeeded', 'stage.ready', 'stage.succeeded', 'run.finished']);
+    // Each event carries the time of the scheduler's step that made it happen: what the store recorded for it.
+    for (const event of events.filter((e) => e.type === 'stage.succeeded')) {
+      const attempt = run.stages.find((s) => s.stageId === event.attributes.stage_id)!.attempts[0]!;
+      assert.equal(event.time!.getTime(), attempt.finishedAt!.getTime(), event.attributes.stage_id);
+    }
+    assert.equal(events.at(-1)!.time!.getTime(), run.finishedAt!.getTime());
+    const times = events.map((e) => e.time!.getTime());
+    assert.deepEqual(times, [...times].sort((a, b) => a - b), 'events of one run are in the order of their times');
     const info = await callUnary(t.clients.eventBus.getTopicInfo.bind(t.clients.eventBus), { subject: 'run.finished' });
     assert.ok(info.count >= 1);
     // Metrics consume events asynchronously: poll briefly until this run's stages are counted.

@@ -242,10 +242,9 @@ export class RunStore {
    * answers from. After a crash such a stage runs again (at least once); a
    * graceful stop records its attempts in flight as interrupted.
    */
-  async apply(changes: ChangeSet): Promise<void> {
+  async apply(changes: ChangeSet, atMs = Date.now()): Promise<void> {
     const step: Record<string, unknown[]> = {};
-    // The step's own time for what finishes in it (the scheduler's clock, as for every other time stored).
-    const atMs = Date.now();
+    // `atMs` is the step's own time for what finishes in it (the scheduler's clock, as for every other time stored).
     const at = new Date(atMs).toISOString();
     if (changes.newRuns?.length) step.new_runs = changes.newRuns.map((r) => ({ ...newRunRow(r), definition: r.registered ? null : r.pipeline }));
     // One row per stage and attempt: an upsert may not touch a row twice in one statement.

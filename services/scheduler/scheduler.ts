@@ -260,8 +260,10 @@ export class Scheduler {
           return { ok: false as const, err };
         }
       });
+      // The step's time: what ends in it is stored with it, and its events carry it.
+      const atMs = Date.now();
       try {
-        if (Object.values(changes).some((list) => (list as unknown[]).length > 0)) await this.options.runs.apply(changes);
+        if (Object.values(changes).some((list) => (list as unknown[]).length > 0)) await this.options.runs.apply(changes, atMs);
       } catch (err) {
         // The in-memory state already holds these steps' changes: drop it and
         // resume from the store, as after a restart (stages run at least once).
@@ -278,8 +280,15 @@ export class Scheduler {
           this.options.logger.error({ err }, 'a step failed after its commit');
         }
       }
-      // Events go out only once what they announce is durable.
-      if (this.#pendingEvents.length > 0) this.options.publisher?.publish(...this.#pendingEvents.splice(0));
+      // Events go out only once what they announce is durable, with the time of
+      // the step that made it happen (an attempt's finished_at is the same
+      // time), not the time the bus appends them after the publisher's batching.
+      if (this.#pendingEvents.length > 0) {
+        const time = new Date(atMs);
+        const events = this.#pendingEvents.splice(0);
+        for (const event of events) event.time ??= time;
+        this.options.publisher?.publish(...events);
+      }
       results.forEach((r, i) => (r.ok ? batch[i]!.resolve(r.value) : batch[i]!.reject(r.err)));
     }
   }
