@@ -166,7 +166,9 @@ function storeConformance(backend: string, open: (ctx: Mocha.Context) => Promise
       const exclusive = new RunStore(t.store, { exclusive: true });
       const shared = new RunStore(t.store);
       const run = newRun('mirrored');
-      const attempt = (stageId: string, number: number) => ({ attemptId: `${run.runId}-${stageId}${number}`, runId: run.runId, stageId, number, startedAtMs: Date.now() });
+      // One start time per attempt, however often the steps below name it (as the scheduler does).
+      const startedAtMs = Date.now();
+      const attempt = (stageId: string, number: number) => ({ attemptId: `${run.runId}-${stageId}${number}`, runId: run.runId, stageId, number, startedAtMs: startedAtMs + number });
       const steps = [
         { newRuns: [run], stages: [{ runId: run.runId, stageId: 'a', state: 'QUEUED' as const }], newAttempts: [{ ...attempt('a', 1), state: 'QUEUED' as const }] },
         {
