@@ -452,7 +452,7 @@ export class Scheduler {
     return tasks;
   }
 
-  /** Starts a PENDING stage: its first attempt, and a place in the run's window. */
+  /** Starts a stage with a new attempt and counts it in the run's window: a PENDING one, or one a resumed run had in flight. */
   #startStage(run: ActiveRun, record: StageRecord, changes: ChangeSet): Task {
     run.inFlight++;
     return this.#newAttempt(run, record, changes);
