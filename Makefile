@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 SOURCES := $(shell find proto services cli gateway bench scripts docs/schema -type f \( -name '*.ts' -o -name '*.proto' -o -name '*.mjs' -o -name '*.json' \) -not -name '*.spec.ts' 2>/dev/null) buf.yaml buf.gen.yaml tsconfig.json tsconfig.build.json
 
-.PHONY: help install build start test lint tools clean
+.PHONY: help install build start test lint tools clean cluster cluster-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -26,6 +26,13 @@ start: build ## start the embedded mesh: gRPC 127.0.0.1:50051, HTTP 127.0.0.1:80
 
 test: build ## run every test with coverage (fails below 90 % of lines)
 	npx c8 mocha
+
+cluster: build ## start the distributed profile on loopback: Consul, 2 schedulers, 2 coordinators, event-bus, compliance, metrics, 5 workers (logs in .cluster/)
+	@test -x .tools/bin/consul || curl -sf "http://$${CONSUL_HTTP_ADDR:-127.0.0.1:8500}/v1/status/leader" >/dev/null || { echo "Consul is needed: run make tools first (or set CONSUL_HTTP_ADDR to a running agent)"; exit 1; }
+	node bin/stagemesh.js cluster up
+
+cluster-down: ## stop everything make cluster started
+	node bin/stagemesh.js cluster down
 
 lint: node_modules/.package-lock.json ## lint the contracts (buf lint) and type-check everything
 	node scripts/generate.mjs --lint

@@ -2,8 +2,10 @@ import { Command, CommanderError } from 'commander';
 import { startTelemetry, stopTelemetry, TracedComponent, tracingEnabled } from '../services/common/telemetry.js';
 import { CliError, ExitCode } from './cli-error.js';
 import { registerBenchCommand } from './bench-command.js';
+import { registerClusterCommand } from './cluster-command.js';
 import { registerRunCommand } from './run-command.js';
 import { registerRunsCommand } from './runs-command.js';
+import { registerServeCommand } from './serve-command.js';
 import { registerStartCommand } from './start-command.js';
 import { registerValidateCommand } from './validate-command.js';
 import { registerEventsCommand } from './events-command.js';
@@ -18,6 +20,8 @@ export function createProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerStartCommand(program);
+  registerServeCommand(program);
+  registerClusterCommand(program);
   registerRunCommand(program);
   registerRunsCommand(program);
   registerValidateCommand(program);
@@ -39,7 +43,9 @@ export async function main(argv: string[]): Promise<number> {
     const name = command.name();
     // The benchmark turns tracing on and off itself (observability_overhead).
     if (tracingEnabled() || name === 'bench') return;
-    ownsTelemetry = await startTelemetry({ processComponent: name === 'start' ? TracedComponent.EDGE : name === 'worker' ? TracedComponent.WORKER : TracedComponent.CLI });
+    // `serve <service>` traces as that service (the role names are the components' names).
+    const served = name === 'serve' && (Object.values(TracedComponent) as string[]).includes(String(command.args[0])) ? (command.args[0] as TracedComponent) : undefined;
+    ownsTelemetry = await startTelemetry({ processComponent: served ?? (name === 'start' ? TracedComponent.EDGE : name === 'worker' ? TracedComponent.WORKER : TracedComponent.CLI) });
   });
   try {
     await program.parseAsync(argv);

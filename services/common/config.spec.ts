@@ -25,10 +25,21 @@ describe('resolveMeshConfig()', () => {
       shutdownTimeoutMs: 10_000,
       eventBus: 'memory',
       natsUrl: 'nats://127.0.0.1:4222',
+      natsStream: 'STAGEMESH_EVENTS',
+      natsSubjectPrefix: 'stagemesh.events',
+      schedulerLeaseTtlMs: 5_000,
       databaseUrl: '',
       databaseSchema: '',
       metricsCheckIntervalMs: 10_000,
     });
+  });
+
+  it('takes the event stream, its subject prefix and the scheduler lease from the environment, and refuses bad ones', () => {
+    const resolved = resolveMeshConfig({}, { STAGEMESH_NATS_STREAM: 'SM_T1', STAGEMESH_NATS_SUBJECT_PREFIX: 'sm.t1', STAGEMESH_SCHEDULER_LEASE_TTL: '3s' });
+    assert.deepEqual([resolved.natsStream, resolved.natsSubjectPrefix, resolved.schedulerLeaseTtlMs], ['SM_T1', 'sm.t1', 3_000]);
+    assert.throws(() => resolveMeshConfig({}, { STAGEMESH_NATS_STREAM: 'a.b' }), /STAGEMESH_NATS_STREAM/);
+    assert.throws(() => resolveMeshConfig({}, { STAGEMESH_NATS_SUBJECT_PREFIX: 'a..b' }), /STAGEMESH_NATS_SUBJECT_PREFIX/);
+    assert.throws(() => resolveMeshConfig({}, { STAGEMESH_SCHEDULER_LEASE_TTL: '500ms' }), /at least 1s/);
   });
 
   it('takes the metrics check interval from STAGEMESH_METRICS_CHECK_INTERVAL and refuses one under 100ms', () => {

@@ -26,6 +26,12 @@ export interface MeshConfig {
   eventBus: EventBusBackend;
   /** NATS server of the `jetstream` event bus. @default "nats://127.0.0.1:4222" */
   natsUrl: string;
+  /** JetStream stream of the `jetstream` event bus. @default "STAGEMESH_EVENTS" */
+  natsStream: string;
+  /** Subject prefix of the `jetstream` event bus's events. @default "stagemesh.events" */
+  natsSubjectPrefix: string;
+  /** How long a scheduler replica keeps its runs without renewing its claim (`stagemesh serve scheduler`). @default 5000 */
+  schedulerLeaseTtlMs: number;
   /** PostgreSQL to keep state in (`postgres://user@host:port/db`); empty keeps it in PGlite under dataDir. @default "" */
   databaseUrl: string;
   /** Schema of the PostgreSQL store (created if missing); empty uses the server's search_path. @default "" */
@@ -59,6 +65,10 @@ const positiveInt = (value: string) => {
   return Number.isInteger(n) && n > 0 ? n : undefined;
 };
 const nonEmpty = (value: string) => (value.trim() === '' ? undefined : value);
+const durationAtLeast = (minMs: number) => (value: string) => {
+  const ms = parseDurationMs(value);
+  return ms !== undefined && ms >= minMs ? ms : undefined;
+};
 
 const SETTINGS: { [K in keyof MeshConfig]: Setting<K> } = {
   host: { key: 'host', env: 'STAGEMESH_HOST', file: 'host', parse: nonEmpty, expected: 'a host name or address', fallback: '127.0.0.1' },
@@ -92,6 +102,30 @@ const SETTINGS: { [K in keyof MeshConfig]: Setting<K> } = {
     expected: 'a NATS URL such as nats://127.0.0.1:4222',
     fallback: 'nats://127.0.0.1:4222',
   },
+  natsStream: {
+    key: 'natsStream',
+    env: 'STAGEMESH_NATS_STREAM',
+    file: 'nats_stream',
+    parse: (v) => (/^[A-Za-z0-9_-]+$/.test(v) ? v : undefined),
+    expected: 'a JetStream stream name (letters, digits, "_" and "-")',
+    fallback: 'STAGEMESH_EVENTS',
+  },
+  natsSubjectPrefix: {
+    key: 'natsSubjectPrefix',
+    env: 'STAGEMESH_NATS_SUBJECT_PREFIX',
+    file: 'nats_subject_prefix',
+    parse: (v) => (/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(v) ? v : undefined),
+    expected: 'dot-separated subject tokens such as stagemesh.events',
+    fallback: 'stagemesh.events',
+  },
+  schedulerLeaseTtlMs: {
+    key: 'schedulerLeaseTtlMs',
+    env: 'STAGEMESH_SCHEDULER_LEASE_TTL',
+    file: 'scheduler_lease_ttl',
+    parse: durationAtLeast(1_000),
+    expected: 'a duration of at least 1s, such as 5s',
+    fallback: 5_000,
+  },
   databaseUrl: {
     key: 'databaseUrl',
     env: 'STAGEMESH_DATABASE_URL',
@@ -112,10 +146,7 @@ const SETTINGS: { [K in keyof MeshConfig]: Setting<K> } = {
     key: 'metricsCheckIntervalMs',
     env: 'STAGEMESH_METRICS_CHECK_INTERVAL',
     file: 'metrics_check_interval',
-    parse: (v) => {
-      const ms = parseDurationMs(v);
-      return ms !== undefined && ms >= 100 ? ms : undefined;
-    },
+    parse: durationAtLeast(100),
     expected: 'a duration of at least 100ms, such as 10s',
     fallback: 10_000,
   },

@@ -1,5 +1,6 @@
 import { credentials, Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { GRPC_CHANNEL_OPTIONS } from './channel-options.js';
+import { CONSUL_SERVICE_NAMES, serviceTarget } from './discovery.js';
 import { tracingClientInterceptor } from './telemetry.js';
 import {
   ComplianceClient,
@@ -39,7 +40,7 @@ export function callUnary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
   });
 }
 
-/** Clients of the five services, all at one address (the embedded profile, or a gateway). */
+/** Clients of the five services: at one address (the embedded profile, or a gateway), or each found through Consul. */
 export interface MeshClients {
   scheduler: SchedulerClient;
   coordinator: CoordinatorClient;
@@ -49,17 +50,21 @@ export interface MeshClients {
   close(): void;
 }
 
-/** Opens clients of every service at `address` ("host:port"), plaintext. */
+/**
+ * Opens clients of every service at `address`, plaintext: "host:port", or
+ * "consul://[agent host:port]" for each service's healthy instances in
+ * Consul, round-robin (see serviceTarget).
+ */
 export function createMeshClients(address: string): MeshClients {
   const creds = credentials.createInsecure();
   // Traced unary calls carry the caller's trace context (a no-op while tracing is off).
   const options = { ...GRPC_CHANNEL_OPTIONS, interceptors: [tracingClientInterceptor] };
   const clients = {
-    scheduler: new SchedulerClient(address, creds, options),
-    coordinator: new CoordinatorClient(address, creds, options),
-    eventBus: new EventBusClient(address, creds, options),
-    compliance: new ComplianceClient(address, creds, options),
-    metrics: new MetricsClient(address, creds, options),
+    scheduler: new SchedulerClient(serviceTarget(address, CONSUL_SERVICE_NAMES.scheduler), creds, options),
+    coordinator: new CoordinatorClient(serviceTarget(address, CONSUL_SERVICE_NAMES.coordinator), creds, options),
+    eventBus: new EventBusClient(serviceTarget(address, CONSUL_SERVICE_NAMES.eventBus), creds, options),
+    compliance: new ComplianceClient(serviceTarget(address, CONSUL_SERVICE_NAMES.compliance), creds, options),
+    metrics: new MetricsClient(serviceTarget(address, CONSUL_SERVICE_NAMES.metrics), creds, options),
   };
   return {
     ...clients,

@@ -248,6 +248,28 @@ export const MIGRATIONS: readonly string[] = [
      END IF;
    END
    $$`,
+  // 12: several schedulers over one PostgreSQL (the distributed profile).
+  // Each holds a row in scheduler_instances while it lives and owns the runs
+  // it started or claimed (runs.owner). A scheduler whose row is gone (a peer
+  // found it expired and took its runs) can no longer commit: stagemesh_fence
+  // raises SM001, and holds the row FOR SHARE until the step commits, so a
+  // peer's claim waits for that step and never overlaps it. The fence also
+  // sets stagemesh.owner for the transaction: new runs default to it.
+  `CREATE TABLE scheduler_instances (
+     instance_id text PRIMARY KEY,
+     expires_at timestamptz NOT NULL
+   );
+   ALTER TABLE runs ADD COLUMN owner text DEFAULT nullif(current_setting('stagemesh.owner', true), '');
+   CREATE INDEX runs_unfinished_owner ON runs (owner) WHERE state IN ('PENDING', 'RUNNING');
+   CREATE FUNCTION stagemesh_fence(instance text) RETURNS void LANGUAGE plpgsql AS $$
+   BEGIN
+     PERFORM 1 FROM scheduler_instances WHERE instance_id = instance FOR SHARE;
+     IF NOT FOUND THEN
+       RAISE EXCEPTION 'scheduler % no longer owns its runs (a peer took them after its lease expired)', instance USING ERRCODE = 'SM001';
+     END IF;
+     PERFORM set_config('stagemesh.owner', instance, true);
+   END
+   $$`,
 ];
 
 /**

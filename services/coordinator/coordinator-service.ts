@@ -85,7 +85,8 @@ export function createCoordinatorService(logger: Logger, coordinator: Coordinato
         if (!t.attemptId) throw new InvalidArgumentError('attempt_id is required', `tasks[${i}].attempt_id`);
         if (!t.framework) throw new InvalidArgumentError('framework is required', `tasks[${i}].framework`);
       });
-      return { accepted: coordinator.enqueue(request.tasks) };
+      const { accepted, refused } = coordinator.enqueue(request.tasks);
+      return { accepted, refusedAttemptIds: refused, coordinatorId: coordinator.instanceId };
     }),
     cancelTasks: unary(logger, async (request) => coordinator.cancelRuns(request.runIds, request.reason || 'run cancelled')),
     listNodes: unary(logger, async () => ({ nodes: coordinator.nodes() })),

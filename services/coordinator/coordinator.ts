@@ -13,6 +13,15 @@ export interface CoordinatorOptions {
   publisher?: EventPublisher;
   /** @default 30000 */
   leaseTtlMs?: number;
+  /**
+   * Refuse tasks no connected worker can run, and hand back (as lost) the
+   * queued tasks of a framework whose last worker left, so the scheduler
+   * offers them to another coordinator replica. Off in one process, where
+   * tasks wait for `stagemesh worker` processes to join. @default false
+   */
+  refuseWithoutWorkers?: boolean;
+  /** This replica's id in Consul, returned by EnqueueTasks (the distributed profile). */
+  instanceId?: string;
 }
 
 /** A connected worker, as the coordinator sees it. */
@@ -32,7 +41,8 @@ const SOURCE = 'stagemesh/coordinator';
 /** How long tasks of a cancelled run are refused after the cancellation. */
 const CANCELLED_RUN_MEMORY_MS = 10 * 60_000;
 
-function lostOutcome(task: Task, nodeId: string, error: string): Outcome {
+/** The outcome of an attempt lost with its worker, lease or coordinator: the scheduler runs the stage again. */
+export function lostOutcome(task: Task, nodeId: string, error: string): Outcome {
   return {
     attemptId: task.attemptId,
     runId: task.runId,
@@ -43,6 +53,7 @@ function lostOutcome(task: Task, nodeId: string, error: string): Outcome {
     outputs: {},
     nodeId,
     traceparent: task.traceparent,
+    schedulerId: task.schedulerId,
   };
 }
 
@@ -70,9 +81,11 @@ export class Coordinator {
   /** Outcomes ignored because their attempt no longer held the lease. */
   duplicateOutcomes = 0;
   readonly leaseTtlMs: number;
+  readonly instanceId: string;
 
   constructor(private readonly options: CoordinatorOptions) {
     this.leaseTtlMs = options.leaseTtlMs ?? 30_000;
+    this.instanceId = options.instanceId ?? '';
     this.#leases = new LeaseTable(this.leaseTtlMs);
     this.#outcomes = new Batcher<Outcome>({
       maxBatch: 1000,
@@ -95,18 +108,32 @@ export class Coordinator {
    * put them behind whatever that turn brings (a wide run's thousands of
    * events). A task whose attempt is already queued or running (a batch
    * sent again after a timeout) or whose run was just cancelled is dropped.
-   * Returns how many were queued.
+   * With refuseWithoutWorkers, a task no connected worker can run is
+   * refused. Returns how many were queued and the attempt ids refused.
    */
-  enqueue(tasks: readonly Task[]): number {
+  enqueue(tasks: readonly Task[]): { accepted: number; refused: string[] } {
     let accepted = 0;
+    const refused: string[] = [];
+    const offered = this.options.refuseWithoutWorkers ? this.#offeredFrameworks() : undefined;
     for (const task of tasks) {
       if (this.#queued.has(task.attemptId) || this.#running.has(task.attemptId) || this.#cancelledRuns.has(task.runId)) continue;
+      if (offered && !offered.has(task.framework)) {
+        refused.push(task.attemptId);
+        continue;
+      }
       this.#queued.add(task.attemptId);
       this.#queue.push(task);
       accepted++;
     }
     if (accepted > 0) this.#dispatch();
-    return accepted;
+    return { accepted, refused };
+  }
+
+  /** Frameworks some connected worker that is not draining runs. */
+  #offeredFrameworks(): Set<string> {
+    const offered = new Set<string>();
+    for (const node of this.#nodes.values()) if (!node.draining) for (const f of node.frameworks) offered.add(f);
+    return offered;
   }
 
   /** Registers a node; a reconnect with the same id replaces the old session (whose leases are lost). */
@@ -130,7 +157,20 @@ export class Coordinator {
     this.#failLost(lost.map((l) => l.attemptId), nodeId, `node ${nodeId} lost: ${reason}`);
     // A node leaving while the mesh stops is expected, not a loss to warn about.
     this.options.logger[this.#stopping ? 'info' : 'warn']({ nodeId, reason, attempts: lost.length }, 'node lost');
+    if (this.options.refuseWithoutWorkers && !this.#stopping) this.#handBackOrphanedTasks();
     this.options.publisher?.publish(lifecycleEvent('node.lost', SOURCE, `node/${nodeId}`, { node_id: nodeId }, { reason, attempts: lost.length }));
+  }
+
+  /** Reports the queued tasks no connected worker can run any more as lost: the scheduler sends them elsewhere. */
+  #handBackOrphanedTasks(): void {
+    const offered = this.#offeredFrameworks();
+    for (const framework of this.#queue.frameworks()) {
+      if (offered.has(framework)) continue;
+      for (const task of this.#queue.removeFramework(framework)) {
+        this.#queued.delete(task.attemptId);
+        this.#outcomes.add(lostOutcome(task, '', `no worker for ${framework} is connected to this coordinator any more`));
+      }
+    }
   }
 
   grantCredits(nodeId: string, credits: number): void {
@@ -155,7 +195,13 @@ export class Coordinator {
       const running = this.#running.get(outcome.attemptId);
       this.#running.delete(outcome.attemptId);
       if (running) this.#finished(running.task);
-      this.#outcomes.add({ ...outcome, nodeId, traceparent: traceAttemptHop(TracedComponent.COORDINATOR, 'receive outcome', outcome.traceparent, running?.task, nodeId) });
+      this.#outcomes.add({
+        ...outcome,
+        nodeId,
+        // Back to the scheduler replica that sent the task, whatever the worker says.
+        schedulerId: running?.task.schedulerId ?? outcome.schedulerId,
+        traceparent: traceAttemptHop(TracedComponent.COORDINATOR, 'receive outcome', outcome.traceparent, running?.task, nodeId),
+      });
     }
   }
 

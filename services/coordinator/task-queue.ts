@@ -13,6 +13,11 @@ export class TaskQueue {
     return n;
   }
 
+  /** Frameworks with at least one task queued. */
+  frameworks(): string[] {
+    return [...this.#queues].filter(([, q]) => q.length > 0).map(([f]) => f);
+  }
+
   sizeOf(framework: string): number {
     return this.#queues.get(framework)?.length ?? 0;
   }
@@ -63,6 +68,13 @@ export class TaskQueue {
       if (lane.taken.size > 0) this.#queues.set(lane.framework, lane.queue.filter((_, i) => !lane.taken.has(i)));
     }
     return taken;
+  }
+
+  /** Removes every queued task of a framework; returns them. */
+  removeFramework(framework: string): Task[] {
+    const removed = this.#queues.get(framework) ?? [];
+    this.#queues.delete(framework);
+    return removed;
   }
 
   /** Removes the queued tasks of a run (on cancellation); returns them. */

@@ -4,7 +4,7 @@ import { JetStreamEventLog, type JetStreamEventLogOptions } from './jetstream-ev
 import { MemoryEventLog, type MemoryEventLogOptions } from './memory-event-log.js';
 
 /** Settings that pick and reach an event-log backend. */
-export type EventLogConfig = Pick<MeshConfig, 'eventBus' | 'natsUrl'>;
+export type EventLogConfig = Pick<MeshConfig, 'eventBus' | 'natsUrl'> & Partial<Pick<MeshConfig, 'natsStream' | 'natsSubjectPrefix'>>;
 
 /**
  * Opens the event log the configuration names: `memory` (in-process, the
@@ -19,6 +19,6 @@ export async function openEventLog(
     case 'memory':
       return new MemoryEventLog(options.memory);
     case 'jetstream':
-      return JetStreamEventLog.open({ ...options.jetstream, servers: config.natsUrl });
+      return JetStreamEventLog.open({ stream: config.natsStream, subjectPrefix: config.natsSubjectPrefix, ...options.jetstream, servers: config.natsUrl });
   }
 }

@@ -9,6 +9,7 @@ import { EventPublisher } from '../common/event-publisher.js';
 import { ComplianceService, SubmitRunRequest } from '../common/proto.js';
 import { traceLocalCall } from '../common/telemetry.js';
 import { createMeshClients, type MeshClients } from '../common/grpc-client.js';
+import { hostPort } from '../common/discovery.js';
 import { GrpcServer } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
 import { PgliteStore } from '../common/pglite-store.js';
@@ -145,7 +146,7 @@ export class EmbeddedMesh {
       throw portError(err, 'gRPC', config.grpcPort);
     });
     cleanups.push(() => server.forceStop());
-    const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`;
+    const address = hostPort({ address: config.host, port: server.port });
     const clients = createMeshClients(address);
     cleanups.push(() => clients.close());
     const auditor = createAuditor({ getRuns: async (ids) => (await runStore.loadRuns(ids)).map((r) => ({ run: r.run, pipeline: r.definition })), log: auditLog, publish: (events) => publisher.publish(...events), logger });

@@ -48,6 +48,12 @@ export interface RunStoreOptions {
    * Exact versions are immutable and always cached. @default false
    */
   exclusive?: boolean;
+  /**
+   * The scheduler replica writing (the distributed profile, see
+   * RunOwnership): each step commits only while the replica still owns its
+   * runs, and the runs it creates are its own.
+   */
+  owner?: string;
 }
 
 export interface StageChange {
@@ -280,7 +286,12 @@ export class RunStore {
     if (otherAttempts.length) step.ended_attempts = otherAttempts.map((a) => ({ ...attemptRow(a), run_id: a.runId, stage_id: a.stageId }));
     if (changes.runs?.length) step.runs = changes.runs.map((r) => ({ run_id: r.runId, state: r.state, reason: r.reason ?? null, finished_at: at }));
     // A step of stages and attempts starting only changes memory.
-    if (Object.keys(step).length > 0) await this.store.script([`SELECT stagemesh_apply_step(${sqlLiteral(json(step))}::jsonb)`]);
+    if (Object.keys(step).length > 0) {
+      const statements = [`SELECT stagemesh_apply_step(${sqlLiteral(json(step))}::jsonb)`];
+      // One round trip, one transaction: the step commits only while this replica still owns its runs.
+      if (this.options.owner) statements.unshift(`SELECT stagemesh_fence(${sqlLiteral(this.options.owner)})`);
+      await this.store.script(statements);
+    }
     this.#mirror.apply(changes, atMs);
   }
 

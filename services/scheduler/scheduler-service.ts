@@ -9,6 +9,11 @@ import { runStateFromWire, runSummary, TERMINAL_RUN_STATES, type RunStatus, type
 import type { Scheduler } from './scheduler.js';
 
 const DEFAULT_PAGE_SIZE = 50;
+/**
+ * How often a wait or watch reads a run that another scheduler replica
+ * advances (the distributed profile): this one hears of no change to it.
+ */
+const PEER_RUN_POLL_MS = 200;
 const MAX_PAGE_SIZE = 1000;
 
 function pageSize(requested: number): number {
@@ -57,6 +62,7 @@ async function waitForRun(scheduler: Scheduler, runId: string, waitMs: number, s
       if (!scheduler.isActive(runId) || Date.now() >= deadline || signal.aborted) {
         const run = await scheduler.getRun(runId, { basic });
         if (isFinished(run) || Date.now() >= deadline || signal.aborted) return run;
+        if (!scheduler.isActive(runId)) setTimeout(() => wake(), PEER_RUN_POLL_MS).unref();
       }
       await changed;
     }
@@ -129,7 +135,15 @@ export function createSchedulerService(logger: Logger, scheduler: Scheduler, run
         let last = '';
         while (!signal.aborted) {
           if (!dirty) {
-            await new Promise<void>((resolve) => (wake = resolve));
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+              if (!scheduler.isActive(runId)) {
+                setTimeout(() => {
+                  dirty = true;
+                  resolve();
+                }, PEER_RUN_POLL_MS).unref();
+              }
+            });
             continue;
           }
           dirty = false;

@@ -43,7 +43,7 @@ describe('Scheduler', () => {
       while (waiting.length > 0) {
         const tasks = waiting.splice(0);
         await scheduler.applyOutcomes(
-          tasks.map((t) => ({ attemptId: t.attemptId, runId: t.runId, stageId: t.stageId, status: OutcomeStatus.OUTCOME_STATUS_SUCCEEDED, outputs: {}, nodeId: 'n1', traceparent: '', evidence: undefined })),
+          tasks.map((t) => ({ attemptId: t.attemptId, runId: t.runId, stageId: t.stageId, status: OutcomeStatus.OUTCOME_STATUS_SUCCEEDED, outputs: {}, nodeId: 'n1', traceparent: '', schedulerId: '', evidence: undefined })),
         );
       }
       reporting = false;

@@ -12,6 +12,7 @@ import { checkExpressions, resolveExpressions } from './expressions.js';
 import { expandedStageId, expandMatrix, matrixCombinations, MAX_MATRIX_STAGES } from './matrix.js';
 import { beginRunTrace, withTraceparent, type TracedWork } from '../common/telemetry.js';
 import { finishStageSpan, startStageSpan } from './stage-tracing.js';
+import { isFencedError } from './run-ownership.js';
 import { newRunAsStored, TERMINAL_RUN_STATES, type AttemptChange, type ChangeSet, type RunStatus, type RunStore } from './run-store.js';
 
 export interface SchedulerOptions {
@@ -24,6 +25,18 @@ export interface SchedulerOptions {
   /** Asks the coordinator to drop and stop the tasks of these runs. */
   cancelTasks: (runIds: string[], reason: string) => Promise<void>;
   publisher?: EventPublisher;
+  /**
+   * This replica's id when several schedulers share the store (the
+   * distributed profile): tasks carry it, so their outcomes come back here.
+   */
+  instanceId?: string;
+  /**
+   * Takes the unfinished runs this replica is to advance (RunOwnership.claim);
+   * without it, every unfinished run in the store is this scheduler's.
+   */
+  claimRuns?: (options: { includeOwn: boolean }) => Promise<string[]>;
+  /** Called once a commit found that a peer took this replica's runs (they are forgotten here). */
+  onFenced?: () => void;
 }
 
 interface StageRecord {
@@ -265,11 +278,18 @@ export class Scheduler {
       try {
         if (Object.values(changes).some((list) => (list as unknown[]).length > 0)) await this.options.runs.apply(changes, atMs);
       } catch (err) {
+        this.#pendingEvents.length = 0;
+        for (const op of batch) op.reject(err);
+        if (isFencedError(err)) {
+          // A peer took this replica's runs: they are its to advance now.
+          this.options.logger.warn({ steps: batch.length, runs: this.#active.size }, 'a peer scheduler took over the runs of this one; forgetting them');
+          this.#forgetAll();
+          this.options.onFenced?.();
+          continue;
+        }
         // The in-memory state already holds these steps' changes: drop it and
         // resume from the store, as after a restart (stages run at least once).
         this.options.logger.error({ err, steps: batch.length }, 'a scheduler commit failed; resuming from the store');
-        this.#pendingEvents.length = 0;
-        for (const op of batch) op.reject(err);
         this.#resync();
         continue;
       }
@@ -486,6 +506,7 @@ export class Scheduler {
       artifacts: stage.artifacts,
       pipelineMaxConcurrency: run.pipeline.concurrency?.max ?? 0,
       frameworkMaxConcurrency: run.pipeline.concurrency?.frameworks[stage.framework] ?? 0,
+      schedulerId: this.options.instanceId ?? '',
     };
   }
 
@@ -526,13 +547,25 @@ export class Scheduler {
 
   /** Forgets every active run and loads them again from the store. */
   #resync(): void {
+    this.#forgetAll();
+    this.recover().catch((err) => this.options.logger.error({ err }, 'resuming runs from the store failed'));
+  }
+
+  /** Drops every active run from memory; callers waiting on one read it from the store from now on. */
+  #forgetAll(): void {
+    const forgotten = [...this.#active.keys()];
     for (const run of this.#active.values()) {
       clearTimeout(run.deadlineTimer);
       for (const record of run.stages.values()) clearTimeout(record.retryTimer);
     }
     this.#active.clear();
     this.#pendingRetries.length = 0;
-    this.recover().catch((err) => this.options.logger.error({ err }, 'resuming runs from the store failed'));
+    for (const runId of forgotten) this.#notify(runId);
+  }
+
+  /** Forgets every run of this replica (a peer took them: see RunOwnership.renew). */
+  forgetAll(): void {
+    this.#forgetAll();
   }
 
   /**
@@ -656,7 +689,23 @@ export class Scheduler {
    * counted against retries: stages run at least once).
    */
   async recover(): Promise<number> {
-    const ids = await this.options.runs.unfinishedRunIds();
+    const ids = this.options.claimRuns ? await this.options.claimRuns({ includeOwn: true }) : await this.options.runs.unfinishedRunIds();
+    await this.#resume(ids.filter((id) => !this.#active.has(id)));
+    return ids.length;
+  }
+
+  /**
+   * Takes over the runs whose scheduler replica is gone (see claimRuns) and
+   * resumes them as recover() does. Returns how many it took.
+   */
+  async adoptOrphans(): Promise<number> {
+    if (!this.options.claimRuns || this.#stopped) return 0;
+    const ids = (await this.options.claimRuns({ includeOwn: false })).filter((id) => !this.#active.has(id));
+    await this.#resume(ids);
+    return ids.length;
+  }
+
+  async #resume(ids: readonly string[]): Promise<void> {
     for (let i = 0; i < ids.length; i += RECOVER_BATCH) {
       const stored = await this.options.runs.loadRuns(ids.slice(i, i + RECOVER_BATCH), { adopt: true });
       await this.#commit((changes, after) => {
@@ -690,7 +739,6 @@ export class Scheduler {
         }
       });
     }
-    return ids.length;
   }
 
   /** Calls `listener` after every committed change of the run; returns the unsubscribe function. */

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { credentials } from '@grpc/grpc-js';
 import { Batcher } from '../common/batcher.js';
 import { GRPC_CHANNEL_OPTIONS } from '../common/channel-options.js';
+import { CONSUL_SERVICE_NAMES, serviceTarget } from '../common/discovery.js';
 import type { Logger } from '../common/logger.js';
 import { CoordinatorClient, EventBusClient, OutcomeStatus, type ConnectRequest, type ConnectResponse, type Outcome, type Task } from '../common/proto.js';
 import { AttemptControl, emptyEvidence, type FrameworkAdapter } from './adapters/framework-adapter.js';
@@ -22,7 +23,7 @@ export interface ConnectStream {
 }
 
 export interface WorkerOptions {
-  /** Coordinator address, "host:port". */
+  /** Coordinator address: "host:port", or "consul://[agent host:port]" for any healthy coordinator in Consul. */
   address: string;
   /**
    * Opens the Connect stream (and again after it broke). @default a gRPC call
@@ -99,12 +100,12 @@ export class Worker {
     this.capacity = options.capacity ?? 8;
     if (options.connect) this.#open = options.connect;
     else {
-      const client = new CoordinatorClient(options.address, credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
+      const client = new CoordinatorClient(serviceTarget(options.address, CONSUL_SERVICE_NAMES.coordinator), credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
       this.#client = client;
       this.#open = () => client.connect();
     }
     // The event bus answers at the coordinator's address in the embedded profile.
-    this.#eventBus = new EventBusClient(options.eventBusAddress ?? options.address, credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
+    this.#eventBus = new EventBusClient(serviceTarget(options.eventBusAddress ?? options.address, CONSUL_SERVICE_NAMES.eventBus), credentials.createInsecure(), GRPC_CHANNEL_OPTIONS);
     this.#adapters = new Map((options.adapters ?? defaultAdapters(this.#eventBus, options.frameworks)).map((a) => [a.framework, a]));
     this.#outcomes = new Batcher<Outcome>({
       maxBatch: 500,
@@ -191,7 +192,7 @@ export class Worker {
       if (task.artifacts.length > 0) {
         result.evidence.artifacts = await collectArtifacts(task.artifacts, String((task.run ?? {}).cwd ?? '') || process.cwd());
       }
-      outcome = { attemptId: task.attemptId, runId: task.runId, stageId: task.stageId, nodeId: this.nodeId, traceparent: task.traceparent, ...result };
+      outcome = { attemptId: task.attemptId, runId: task.runId, stageId: task.stageId, nodeId: this.nodeId, traceparent: task.traceparent, schedulerId: task.schedulerId, ...result };
     } catch (err) {
       outcome = {
         attemptId: task.attemptId,
@@ -199,6 +200,7 @@ export class Worker {
         stageId: task.stageId,
         nodeId: this.nodeId,
         traceparent: task.traceparent,
+        schedulerId: task.schedulerId,
         status: OutcomeStatus.OUTCOME_STATUS_FAILED,
         evidence: emptyEvidence({ exitCode: -1, error: `adapter failed: ${(err as Error).message}` }),
         outputs: {},
