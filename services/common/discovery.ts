@@ -252,12 +252,9 @@ class ConsulResolver implements experimental.Resolver {
   }
 
   updateResolution(): void {
-    if (this.#watch) {
-      // The channel asks again when it lost every connection: answer with what is known now.
-      const known = this.#watch.watch.instances;
-      if (known) process.nextTick(() => this.#report(known));
-      return;
-    }
+    // The watch reports every change as it happens; asking again (the channel
+    // does when a connection fails) has nothing newer to tell.
+    if (this.#watch) return;
     if (!this.#service) {
       process.nextTick(() => this.#fail('the target names no service: use consul:///<service> or consul://<agent host:port>/<service>'));
       return;
