@@ -117,7 +117,9 @@ export class LocalCluster {
       });
       await this.#waitFor('the Consul agent to elect itself leader', async () => this.#consulAnswers());
     }
-    const serve = (role: ServiceRole, n: number) => this.#spawn({ name: `${role}-${n}`, role, command: process.execPath, args: [STAGEMESH_BIN, 'serve', role, '--log-level', 'info'] });
+    // Instance ids name the process (stagemesh-scheduler-1, …): a restarted one takes its own place again.
+    const serve = (role: ServiceRole, n: number) =>
+      this.#spawn({ name: `${role}-${n}`, role, command: process.execPath, args: [STAGEMESH_BIN, 'serve', role, '--instance-id', `stagemesh-${role}-${n}`, '--log-level', 'info'] });
     for (let i = 1; i <= (o.schedulers ?? 2); i++) serve('scheduler', i);
     for (let i = 1; i <= (o.coordinators ?? 2); i++) serve('coordinator', i);
     serve('event-bus', 1);
