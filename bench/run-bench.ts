@@ -16,7 +16,16 @@ export interface BenchOptions {
   only?: string[];
   /** Aborting it (Ctrl-C) stops the mesh the benchmark started, which ends the workload with an error. */
   signal?: AbortSignal;
+  /**
+   * `distributed`: `address` is a cluster found through Consul (make cluster),
+   * and only the workloads that drive the mesh run unless `only` names others
+   * (the rest measure parts of stagemesh in this process). @default "embedded"
+   */
+  profile?: BenchProfile;
 }
+
+export const BENCH_PROFILES = ['embedded', 'distributed'] as const;
+export type BenchProfile = (typeof BENCH_PROFILES)[number];
 
 /** The machine a result was measured on. */
 export function machine() {
@@ -194,9 +203,10 @@ const MESH_WORKLOADS = ['chain', 'fanout', 'scaling', 'run_and_wait'];
 /** Runs the benchmark and returns one JSON-ready object. */
 export async function runBench(options: BenchOptions = {}): Promise<Record<string, unknown>> {
   const progress = options.progress ?? (() => undefined);
-  const want = (name: string) => !options.only || options.only.includes(name);
+  const distributed = options.profile === 'distributed';
+  const want = (name: string) => (options.only ? options.only.includes(name) : !distributed || MESH_WORKLOADS.includes(name));
   const result: Record<string, unknown> = {
-    profile: options.address ? `remote ${options.address}` : 'embedded',
+    profile: distributed ? `distributed ${options.address}` : options.address ? `remote ${options.address}` : 'embedded',
     mesh_process: options.address ? MeshProcess.REMOTE : MeshProcess.CHILD,
     machine: machine(),
   };

@@ -1,7 +1,8 @@
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { MeshChildError } from '../bench/mesh-child.js';
-import { runBench } from '../bench/run-bench.js';
+import { BENCH_PROFILES, runBench, type BenchProfile } from '../bench/run-bench.js';
+import { consulBaseUrl } from '../services/common/discovery.js';
 import { MAX_RATE_STAGES_PER_SEC, MIN_DURATION_MS, runSustained, DEFAULT_INTERVAL_MS, type SustainedOptions, type SustainedReporter } from '../bench/sustained.js';
 import { parseDurationMs } from '../services/common/duration.js';
 import { CliError, ExitCode } from './cli-error.js';
@@ -18,6 +19,7 @@ export interface BenchFlags {
   rate?: string;
   interval?: string;
   metricsUrl?: string;
+  profile?: string;
 }
 
 const usage = (message: string) => new CliError(message, ExitCode.USAGE);
@@ -77,12 +79,15 @@ export function registerBenchCommand(program: Command): void {
     .description('measure throughput and latency; prints one JSON object (starts an embedded mesh as a separate process unless --address is given)')
     .option('--json', 'print only the JSON result (the default output is JSON too)')
     .option('--only <list>', `comma-separated workloads: ${WORKLOADS.join(', ')}`)
+    .option('--profile <profile>', 'embedded (a fresh `stagemesh start`), or distributed: the cluster `make cluster` started, found through Consul at CONSUL_HTTP_ADDR (default 127.0.0.1:8500) unless --address says otherwise', 'embedded')
     .option('--duration <duration>', 'sustained-load mode: offer load for this long (e.g. 60s) and report throughput, latency and memory over time')
     .option('--rate <stages/s|auto>', 'sustained-load mode: stages per second to offer, as runs of a 4-stage noop chain (rate/4 runs per second); auto (the default) is 80 % of a peak measured first')
     .option('--interval <duration>', 'sustained-load mode: length of one measuring interval (default 5s)')
     .option('--metrics-url <url>', 'sustained-load mode with --address: Prometheus endpoint of the mesh to read its resident memory from')
     .action(async (flags: BenchFlags) => {
-      const address = program.opts().address as string | undefined;
+      if (!(BENCH_PROFILES as readonly string[]).includes(flags.profile ?? 'embedded')) throw usage(`--profile expects ${BENCH_PROFILES.join(' or ')}, got "${flags.profile}"`);
+      const profile = (flags.profile ?? 'embedded') as BenchProfile;
+      const address = (program.opts().address as string | undefined) ?? (profile === 'distributed' ? `consul://${new URL(consulBaseUrl()).host}` : undefined);
       const sustained = sustainedOptionsOf(flags, address);
       const tty = Boolean(process.stderr.isTTY);
       const only = flags.only?.split(',').map((s) => s.trim());
@@ -101,7 +106,7 @@ export function registerBenchCommand(program: Command): void {
       try {
         const signal = controller.signal;
         if (sustained) result = await runSustained({ ...sustained, signal, reporter: tty ? terminalReporter(process.stderr) : undefined });
-        else result = await runBench({ address, only, signal, progress: tty ? (line: string) => process.stderr.write(`bench: ${line}\n`) : undefined });
+        else result = await runBench({ address, only, profile, signal, progress: tty ? (line: string) => process.stderr.write(`bench: ${line}\n`) : undefined });
       } catch (err) {
         if (controller.signal.aborted) throw controller.signal.reason;
         // The mesh process crashed or could not start: its exit and last output say why, without a stack.

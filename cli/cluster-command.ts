@@ -14,9 +14,9 @@ interface UpFlags {
   workerCapacity: string;
 }
 
-function count(value: string, flag: string, min: number): number {
+function count(value: string, flag: string, min: number, max = 64): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > 64) throw new CliError(`${flag} expects an integer from ${min} to 64, got "${value}"`, ExitCode.USAGE);
+  if (!Number.isInteger(n) || n < min || n > max) throw new CliError(`${flag} expects an integer from ${min} to ${max}, got "${value}"`, ExitCode.USAGE);
   return n;
 }
 
@@ -45,7 +45,7 @@ export function registerClusterCommand(program: Command): void {
         schedulers: count(opts.schedulers, '--schedulers', 1),
         coordinators: count(opts.coordinators, '--coordinators', 1),
         workers: count(opts.workers, '--workers', 0),
-        workerCapacity: count(opts.workerCapacity, '--worker-capacity', 1),
+        workerCapacity: count(opts.workerCapacity, '--worker-capacity', 1, 10_000),
         detached: true,
       }).catch((err: unknown) => {
         throw new CliError(`cluster up failed: ${(err as Error).message}`, ExitCode.FAILED, { cause: err });

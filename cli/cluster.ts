@@ -38,6 +38,8 @@ export interface LocalClusterOptions {
   readyTimeoutMs?: number;
   /** Extra environment of every process. */
   env?: Record<string, string>;
+  /** Address the services listen on and register in Consul. @default "127.0.0.1" */
+  host?: string;
 }
 
 /** One process of the cluster. */
@@ -152,6 +154,7 @@ export class LocalCluster {
       STAGEMESH_NATS_SUBJECT_PREFIX: o.natsSubjectPrefix,
       STAGEMESH_LEASE_TTL: o.leaseTtl ?? '10s',
       STAGEMESH_SCHEDULER_LEASE_TTL: o.schedulerLeaseTtl ?? '3s',
+      STAGEMESH_HOST: o.host ?? '127.0.0.1',
       ...o.env,
     };
     // Coverage of a test run is the test process's own; a killed child would leave half a report.

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { status } from '@grpc/grpc-js';
+import { credentials, status } from '@grpc/grpc-js';
+import { CONSUL_SERVICE_NAMES, ConsulClient, InstanceClients } from '../services/common/discovery.js';
 import { callUnary } from '../services/common/grpc-client.js';
 import { createLogger } from '../services/common/logger.js';
-import { RegisterPipelineRequest, SubmitRunRequest, type Event } from '../services/common/proto.js';
+import { CancelRunRequest, RegisterPipelineRequest, RunState, SchedulerClient, SubmitRunRequest, type Event } from '../services/common/proto.js';
 import { followEvents } from '../services/event-bus/follow-events.js';
 import { startTestCluster, type TestCluster } from './support/cluster.js';
-import { sleep, toolPath } from './support/tools.js';
+import { sleep, toolPath, waitUntil } from './support/tools.js';
 
 const logger = createLogger({ level: 'silent' });
 
@@ -162,5 +163,37 @@ describe('distributed profile - chaos: 500 runs while workers, a scheduler and a
     assert.ok(orphaned.size > 0, 'scheduler-1 was advancing no run when it was killed: the test did not test a takeover');
     assert.ok(takenOver - schedulerKill.at < 15_000, 'no peer took over the runs of the killed scheduler within 15 s');
     for (const r of recovery) assert.ok(r.nextCompletionMs < 10_000, `no stage completed within 10 s of killing ${r.what}`);
+  });
+
+  it('cancels a run through a scheduler replica that does not advance it', async () => {
+    const { cluster } = t!;
+    await cluster.waitForServices();
+    const schedulers = new InstanceClients(t!.consul.httpAddr, CONSUL_SERVICE_NAMES.scheduler, (address) => new SchedulerClient(address, credentials.createInsecure()));
+    try {
+      await waitUntil('both schedulers in the pool', async () => (schedulers.list().length === 2 ? true : undefined), { timeoutMs: 10_000, intervalMs: 50 });
+      const [first, second] = schedulers.list();
+      const { run } = await callUnary(first!.client.submitRun.bind(first!.client), SubmitRunRequest.fromPartial({ document: 'name: long-one\nstages:\n  - { id: wait, framework: sleep, run: { duration: 60s } }' }), { timeoutMs: 10_000 });
+      const { run: cancelled } = await callUnary(second!.client.cancelRun.bind(second!.client), CancelRunRequest.fromPartial({ runId: run!.runId, reason: 'from the other replica' }), { timeoutMs: 10_000 });
+      assert.equal(cancelled!.state, RunState.RUN_STATE_CANCELLED);
+      const [row] = await t!.query<{ state: string; reason: string }>('SELECT state, reason FROM ${schema}.runs WHERE run_id = $1', [run!.runId]);
+      assert.deepEqual(row, { state: 'CANCELLED', reason: 'from the other replica' });
+    } finally {
+      schedulers.close();
+    }
+  });
+
+  it('takes a stopped coordinator out of Consul (and so of every client\'s rotation) in under 5 s', async () => {
+    const { cluster, consul } = t!;
+    const agent = new ConsulClient(consul.httpAddr);
+    const stoppedAt = Date.now();
+    const stopped = cluster.kill('coordinator-2', 'SIGTERM');
+    await waitUntil('coordinator-2 to leave the healthy list', async () => ((await agent.healthy(CONSUL_SERVICE_NAMES.coordinator)).instances.length === 1 ? true : undefined), { timeoutMs: 10_000, intervalMs: 20 });
+    const goneMs = Date.now() - stoppedAt;
+    const { instances } = await agent.healthy(CONSUL_SERVICE_NAMES.coordinator);
+    assert.deepEqual(instances.map((i) => i.id), ['stagemesh-coordinator-1']);
+    await stopped;
+    const exitedMs = Date.now() - stoppedAt;
+    console.log(`      coordinator-2 stopped (SIGTERM): out of Consul's healthy list after ${goneMs} ms, exited after ${exitedMs} ms`);
+    assert.ok(goneMs < 5_000);
   });
 });

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { migrate, type Queryable, type Store } from './store.js';
+import { migrate, MIGRATION_LOCK, type Queryable, type Store } from './store.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user@host:port/database` */
@@ -33,7 +33,11 @@ export class PostgresStore implements Store {
       const admin = new pg.Client({ connectionString: options.connectionString });
       await admin.connect();
       try {
+        // Processes starting together would race to create it: they take turns.
+        await admin.query('BEGIN');
+        await admin.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
         await admin.query(`CREATE SCHEMA IF NOT EXISTS ${options.schema}`);
+        await admin.query('COMMIT');
       } finally {
         await admin.end();
       }

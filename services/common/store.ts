@@ -292,12 +292,16 @@ export function migrationStatements(sql: string): string[] {
   return statements.map((s) => s.trim()).filter(Boolean);
 }
 
-/** Advisory lock key held while a migration runs. */
-const MIGRATION_LOCK = 0x5374_6167;
+/** Advisory lock key held while a migration runs (and while a schema is created: see PostgresStore). */
+export const MIGRATION_LOCK = 0x5374_6167;
 
 /** Applies the migrations the store has not seen yet, in one transaction each. */
 export async function migrate(store: Store): Promise<void> {
-  await store.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
+  // Under the lock: processes starting together on a new schema would otherwise race to create the table.
+  await store.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await tx.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
+  });
   const rows = await store.query<{ version: number }>('SELECT version FROM schema_migrations');
   const applied = new Set(rows.map((r) => r.version));
   for (const [index, sql] of MIGRATIONS.entries()) {

@@ -33,6 +33,8 @@ export interface NodeSession {
   draining: boolean;
   connectedAt: Date;
   labels: Record<string, string>;
+  /** Outcomes of this node refused because their lease was gone. */
+  refusedOutcomes?: number;
   /** Sends one message on the node's Connect stream. */
   send: (message: ConnectResponse) => void;
 }
@@ -189,6 +191,8 @@ export class Coordinator {
     for (const outcome of outcomes) {
       if (!this.#leases.release(outcome.attemptId, nodeId)) {
         this.duplicateOutcomes++;
+        const node = this.#nodes.get(nodeId);
+        if (node) node.refusedOutcomes = (node.refusedOutcomes ?? 0) + 1;
         this.options.logger.debug({ attemptId: outcome.attemptId, nodeId }, 'ignored an outcome whose lease is gone');
         continue;
       }
@@ -247,6 +251,7 @@ export class Coordinator {
       draining: n.draining,
       connectedAt: n.connectedAt,
       labels: n.labels,
+      refusedOutcomes: n.refusedOutcomes ?? 0,
     }));
   }
 

@@ -6,7 +6,7 @@ import { createAuditor, type Auditor } from '../compliance/auditor.js';
 import type { MeshConfig } from '../common/config.js';
 import { UnavailableError } from '../common/errors.js';
 import { EventPublisher } from '../common/event-publisher.js';
-import { ComplianceService, SubmitRunRequest } from '../common/proto.js';
+import { ComplianceService } from '../common/proto.js';
 import { traceLocalCall } from '../common/telemetry.js';
 import { createMeshClients, type MeshClients } from '../common/grpc-client.js';
 import { hostPort } from '../common/discovery.js';
@@ -16,7 +16,7 @@ import { PgliteStore } from '../common/pglite-store.js';
 import { PostgresStore } from '../common/postgres-store.js';
 import type { Store } from '../common/store.js';
 import { acceptEvents, createEventBusService, followEvents, openEventLog, type EventLog } from '../event-bus/index.js';
-import { TriggerListener } from '../scheduler/trigger-listener.js';
+import { startSchedulerTriggers, type TriggerListener } from '../scheduler/trigger-listener.js';
 import { MetricsService } from '../metrics/index.js';
 import { createSchedulerService, RunStore, Scheduler } from '../scheduler/index.js';
 import { Worker } from '../worker/index.js';
@@ -159,13 +159,7 @@ export class EmbeddedMesh {
     cleanups.push(stopMetrics);
     // Pipelines declaring `triggers:` start a run for each matching event; the
     // idempotency key makes a redelivered event start the run only once.
-    const triggers = TriggerListener.start({
-      events: eventLog,
-      logger,
-      pipelines: async () => (await runStore.triggeredPipelines()).map((p) => ({ pipelineRef: p.name, triggers: p.triggers, inputNames: Object.keys(p.inputs) })),
-      submit: async (pipelineRef, inputs, event) =>
-        void (await scheduler.start(SubmitRunRequest.fromPartial({ pipelineRef, inputs, idempotencyKey: `trigger:${event.id}:${pipelineRef}`, labels: { trigger: event.type } }))),
-    });
+    const triggers = startSchedulerTriggers(eventLog, logger, runStore, scheduler);
     cleanups.push(() => triggers.stop());
     const resumed = await scheduler.recover();
     if (resumed > 0) logger.info({ runs: resumed }, 'resumed unfinished runs');

@@ -8,17 +8,18 @@ import { OutcomeRouter } from '../coordinator/outcome-router.js';
 import { GRPC_CHANNEL_OPTIONS } from '../common/channel-options.js';
 import type { MeshConfig } from '../common/config.js';
 import { CONSUL_SERVICE_NAMES, ConsulClient, consulTarget, InstanceClients } from '../common/discovery.js';
-import { ConfigError } from '../common/errors.js';
+import { ConfigError, UnavailableError } from '../common/errors.js';
 import { EventPublisher } from '../common/event-publisher.js';
 import { callUnary } from '../common/grpc-client.js';
 import { GrpcServer, type ServiceRegistration } from '../common/grpc-server.js';
 import type { Logger } from '../common/logger.js';
 import { PostgresStore } from '../common/postgres-store.js';
-import { ComplianceClient, CoordinatorClient, ListFrameworksRequest, SchedulerClient, ValidateRequest } from '../common/proto.js';
+import { CancelRunRequest, ComplianceClient, CoordinatorClient, ListFrameworksRequest, SchedulerClient, ValidateRequest } from '../common/proto.js';
 import { tracingClientInterceptor } from '../common/telemetry.js';
 import { acceptEvents, createEventBusService, followEvents, openEventLog } from '../event-bus/index.js';
 import { MetricsService } from '../metrics/index.js';
 import { RunOwnership } from '../scheduler/run-ownership.js';
+import { startSchedulerTriggers } from '../scheduler/trigger-listener.js';
 import { TaskDispatcher } from '../scheduler/task-dispatcher.js';
 import { createSchedulerService, RunStore, Scheduler } from '../scheduler/index.js';
 
@@ -44,6 +45,9 @@ export interface ServiceProcessOptions {
   /** This instance's id in Consul (and, for a scheduler, in the store). @default "<service>-<host>-<port>-<random>" */
   instanceId?: string;
 }
+
+/** How long a stopping service lets calls in flight end before it cuts the rest. */
+const STREAM_GRACE_MS = 2_000;
 
 /** What a role started, stopped in reverse order. */
 type Cleanup = () => Promise<void> | void;
@@ -103,7 +107,11 @@ export class ServiceProcess {
     this.#stopping ??= (async () => {
       await this.consul.deregister(this.instanceId).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'could not deregister from Consul'));
       this.server.setServing(false);
-      await this.server.stop();
+      // Unary calls in flight get a moment to end; long-lived streams (workers'
+      // Connect, Subscribe, WatchRun) are then cut, and their clients reconnect
+      // to another instance, which Consul now offers them instead of this one.
+      await Promise.race([this.server.stop(), new Promise((resolve) => setTimeout(resolve, STREAM_GRACE_MS))]);
+      this.server.forceStop();
       for (const cleanup of [...this.cleanups].reverse()) {
         await Promise.resolve()
           .then(cleanup)
@@ -154,10 +162,12 @@ async function startRole(options: RoleOptions, cleanups: Cleanup[]): Promise<Ser
       const ownership = new RunOwnership(store, options.instanceId, config.schedulerLeaseTtlMs);
       await ownership.join();
       const runStore = new RunStore(store, { owner: options.instanceId });
-      const { publisher } = await openEvents(options, cleanups);
+      const events = await openEvents(options, cleanups);
+      const { publisher } = events;
       const compliance = new ComplianceClient(consulTarget(CONSUL_SERVICE_NAMES.compliance, options.consulAddr), creds, CLIENT_OPTIONS);
       cleanups.push(() => compliance.close());
       const coordinators = instancesOf(options, CONSUL_SERVICE_NAMES.coordinator, (address) => new CoordinatorClient(address, creds, CLIENT_OPTIONS), cleanups);
+      const peers = instancesOf(options, CONSUL_SERVICE_NAMES.scheduler, (address) => new SchedulerClient(address, creds, CLIENT_OPTIONS), cleanups);
       let rejoining: Promise<void> | undefined;
       // A peer took this replica's runs: forget them, join again, take what has no owner.
       const rejoin = () =>
@@ -175,6 +185,14 @@ async function startRole(options: RoleOptions, cleanups: Cleanup[]): Promise<Ser
         instanceId: options.instanceId,
         claimRuns: (claim) => ownership.claim(claim),
         onFenced: () => void rejoin(),
+        forwardCancel: async (runId, reason) => {
+          const owner = await ownership.ownerOf(runId);
+          if (!owner || owner === options.instanceId) return false;
+          const peer = peers.get(owner);
+          if (!peer) throw new UnavailableError(`run ${runId} is advanced by scheduler ${owner}, which is not reachable now; retry`);
+          await callUnary(peer.cancelRun.bind(peer), CancelRunRequest.fromPartial({ runId, reason }), { timeoutMs: 10_000 });
+          return true;
+        },
         validate: async (pipeline) => (await callUnary(compliance.validate.bind(compliance), ValidateRequest.fromPartial({ pipeline }), { timeoutMs: 10_000 })).report!,
         enqueue: (tasks) => dispatcher.send(tasks),
         cancelTasks: (runIds, reason) => dispatcher.cancel(runIds, reason),
@@ -188,6 +206,10 @@ async function startRole(options: RoleOptions, cleanups: Cleanup[]): Promise<Ser
       cleanups.push(() => scheduler.stop());
       // Leave the replica set last: a peer then takes the unfinished runs at once.
       cleanups.push(() => ownership.leave());
+      const { eventLog } = events;
+      // Every replica follows triggers; the idempotency key (unique in the store) starts one run per event.
+      const triggers = startSchedulerTriggers(eventLog, logger, runStore, scheduler);
+      cleanups.push(() => triggers.stop());
       await coordinators.watch.ready();
       const resumed = await scheduler.recover();
       if (resumed > 0) logger.info({ runs: resumed }, 'took over unfinished runs');

@@ -55,6 +55,12 @@ export class RunOwnership {
     await this.store.query('DELETE FROM scheduler_instances WHERE instance_id = $1', [this.instanceId]);
   }
 
+  /** The replica advancing a run, while it is unfinished. */
+  async ownerOf(runId: string): Promise<string | undefined> {
+    const [row] = await this.store.query<{ owner: string | null }>(`SELECT owner FROM runs WHERE run_id = $1 AND state IN ('PENDING', 'RUNNING')`, [runId]);
+    return row?.owner ?? undefined;
+  }
+
   /**
    * Takes the unfinished runs that have no live owner (their owner's row
    * expired or is gone, or they have none) and, with `includeOwn`, lists the

@@ -37,6 +37,11 @@ export interface SchedulerOptions {
   claimRuns?: (options: { includeOwn: boolean }) => Promise<string[]>;
   /** Called once a commit found that a peer took this replica's runs (they are forgotten here). */
   onFenced?: () => void;
+  /**
+   * Hands a cancellation to the replica advancing the run, when this one is
+   * not; resolves to false when no other replica owns it.
+   */
+  forwardCancel?: (runId: string, reason: string) => Promise<boolean>;
 }
 
 interface StageRecord {
@@ -661,6 +666,7 @@ export class Scheduler {
   /** Cancels a run: its queued and running stages stop. A finished run is returned unchanged. */
   async cancel(runId: string, reason: string): Promise<void> {
     await this.options.runs.getRun(runId); // NotFoundError for an unknown id
+    if (!this.#active.has(runId) && this.options.forwardCancel && (await this.options.forwardCancel(runId, reason))) return;
     await this.#end(runId, 'CANCELLED', reason || 'cancelled by request');
   }
 

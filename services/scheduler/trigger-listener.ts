@@ -3,7 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Batcher } from '../common/batcher.js';
 import { parseDurationMs } from '../common/duration.js';
 import type { Logger } from '../common/logger.js';
-import type { Event } from '../common/proto.js';
+import { SubmitRunRequest, type Event } from '../common/proto.js';
+import type { RunStore } from './run-store.js';
+import type { Scheduler } from './scheduler.js';
 import { eventMatches } from '../event-bus/event-match.js';
 import type { EventSource } from '../event-bus/event-stream.js';
 import { subjectMatcher } from '../event-bus/subject-pattern.js';
@@ -156,4 +158,20 @@ export class TriggerListener {
     })();
     return this.#stopping;
   }
+}
+
+/**
+ * A scheduler's trigger listener: pipelines declaring `triggers:` start a run
+ * for each matching event, with an idempotency key made of the event id and
+ * the pipeline, so a redelivered event (or one that several scheduler
+ * replicas hear) starts the run once.
+ */
+export function startSchedulerTriggers(events: EventSource, logger: Logger, runs: Pick<RunStore, 'triggeredPipelines'>, scheduler: Pick<Scheduler, 'start'>): TriggerListener {
+  return TriggerListener.start({
+    events,
+    logger,
+    pipelines: async () => (await runs.triggeredPipelines()).map((p) => ({ pipelineRef: p.name, triggers: p.triggers, inputNames: Object.keys(p.inputs) })),
+    submit: async (pipelineRef, inputs, event) =>
+      void (await scheduler.start(SubmitRunRequest.fromPartial({ pipelineRef, inputs, idempotencyKey: `trigger:${event.id}:${pipelineRef}`, labels: { trigger: event.type } }))),
+  });
 }
