@@ -54,6 +54,7 @@ export async function startTestCluster(ctx: SkippableContext, options: Partial<L
     await cluster?.stop(5_000);
     await consul?.stop();
     await events.destroy().catch(() => undefined);
+    await events.close();
     await queryTestPostgres(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     rmSync(logDir, { recursive: true, force: true });
   };
