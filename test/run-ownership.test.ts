@@ -118,6 +118,10 @@ describe('scheduler replicas over one PostgreSQL (run ownership)', function () {
       { stage_id: 'c', n: 20, attempts: 0 },
     ]);
 
+    // What the compliance auditor asks first: each run's pipeline, in one statement.
+    const pipelines = await new RunStore(stores[0]!).pipelinesOfRuns([runIds[0]!, runIds[1]!, 'no-such-run']);
+    assert.deepEqual([...pipelines].map(([id, p]) => [id, p.name, p.stages.length]).sort(), [[runIds[0], 'owned', 3], [runIds[1], 'owned', 3]].sort());
+
     // a joins again and takes runs again: nothing is left to take.
     await a.ownership.join();
     assert.equal(await a.scheduler.recover(), 0);

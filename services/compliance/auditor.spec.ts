@@ -3,7 +3,7 @@ import { createLogger } from '../common/logger.js';
 import { readPipelineOrThrow } from '../common/pipeline-document.js';
 import { RunState, StageState, type Event, type Run, type StageRun } from '../common/proto.js';
 import { AuditLog } from './audit-log.js';
-import { auditRun, createAuditor } from './auditor.js';
+import { auditRun, createAuditor, mayHaveFindings } from './auditor.js';
 
 const pipeline = readPipelineOrThrow({
   document: `name: audited
@@ -96,6 +96,29 @@ describe('createAuditor()', () => {
     assert.equal(log.findings('a').length, 1);
     assert.equal(log.findings('b').length, 1);
     assert.deepEqual(log.findings('gone'), []);
+  });
+
+  it('reads only the runs whose pipeline may have findings when it can ask for pipelines first', async () => {
+    const plain = readPipelineOrThrow({ document: 'name: plain\nstages:\n  - { id: a, framework: noop }\n  - { id: b, framework: shell, needs: [a], run: { command: "true" } }' });
+    assert.equal(mayHaveFindings(plain), false);
+    assert.equal(mayHaveFindings(pipeline), true);
+    assert.equal(mayHaveFindings(readPipelineOrThrow({ document: 'name: timed\nstages:\n  - { id: a, framework: noop, timeout: 5s }' })), true);
+    const asked: string[][] = [];
+    const log = new AuditLog();
+    const auditor = createAuditor({
+      pipelinesOf: async (ids) => new Map(ids.map((id) => [id, id === 'plain' ? plain : pipeline])),
+      getRuns: async (ids) => {
+        asked.push(ids);
+        return ids.map((id) => ({ run: { ...run([stageRun('build', StageState.STAGE_STATE_SUCCEEDED, 10)]), runId: id }, pipeline }));
+      },
+      log,
+      logger: createLogger({ level: 'silent' }),
+    });
+    for (const id of ['plain', 'declared']) auditor.onEvent({ id: '', sequence: 1, type: 'run.finished', source: '', subject: '', time: undefined, datacontenttype: '', data: {}, attributes: { run_id: id }, headers: {}, key: '' });
+    await auditor.settled();
+    assert.deepEqual(asked, [['declared']]);
+    assert.deepEqual(log.findings('plain'), []);
+    assert.ok(log.findings('declared').length > 0);
   });
 
   it('logs and survives a run it cannot fetch', async () => {

@@ -54,6 +54,16 @@ export function auditRun(run: Run, pipeline: Pipeline): Finding[] {
   return findings;
 }
 
+/**
+ * True when a run of `pipeline` can have findings: some stage declares
+ * outputs, artifacts or a timeout, or runs a test framework. Runs of other
+ * pipelines are recorded clean without being read.
+ */
+export function mayHaveFindings(pipeline: Pipeline): boolean {
+  if (pipeline.defaults?.timeout) return true;
+  return pipeline.stages.some((s) => s.timeout || (s.outputs ?? []).length > 0 || (s.artifacts ?? []).length > 0 || TEST_FRAMEWORKS.has(s.framework));
+}
+
 /** A finished run with the pipeline it ran (undefined when it cannot be known: nothing is audited then). */
 export interface RunToAudit {
   run: Run;
@@ -67,6 +77,12 @@ export interface AuditorOptions {
    * not know are left out. Runs finishing together are asked for in one call.
    */
   getRuns(runIds: string[]): Promise<RunToAudit[]>;
+  /**
+   * The pipelines of runs, by run id: cheaper than getRuns when the runs
+   * live in a shared store. With it, only runs whose pipeline may have
+   * findings (mayHaveFindings) are read. @default undefined
+   */
+  pipelinesOf?(runIds: string[]): Promise<Map<string, Pipeline>>;
   log: AuditLog;
   /** Publishes `compliance.violation` events, one per finding. @default undefined */
   publish?: (events: Event[]) => void;
@@ -89,24 +105,38 @@ export interface Auditor {
 export function createAuditor(options: AuditorOptions): Auditor {
   const pending = new Set<Promise<void>>();
   // Runs finishing within AUDIT_BATCH_DELAY_MS of each other are fetched together.
-  let batch: { runId: string; resolve: (found: RunToAudit | undefined) => void; reject: (err: unknown) => void }[] = [];
-  const fetchBatch = () => {
-    const taken = batch;
-    batch = [];
-    options.getRuns(taken.map((t) => t.runId)).then(
-      (found) => {
-        const byId = new Map(found.map((f) => [f.run.runId, f]));
-        for (const t of taken) t.resolve(byId.get(t.runId));
-      },
-      (err: unknown) => taken.forEach((t) => t.reject(err)),
-    );
+  let batch: { runId: string; resolve: (found: RunToAudit | 'clean' | undefined) => void; reject: (err: unknown) => void }[] = [];
+  const fetchBatch = async (taken: typeof batch) => {
+    let ids = taken.map((t) => t.runId);
+    const clean = new Set<string>();
+    if (options.pipelinesOf) {
+      const pipelines = await options.pipelinesOf(ids);
+      for (const id of ids) {
+        const pipeline = pipelines.get(id);
+        if (pipeline && !mayHaveFindings(pipeline)) clean.add(id);
+      }
+      ids = ids.filter((id) => !clean.has(id));
+    }
+    const found = ids.length > 0 ? await options.getRuns(ids) : [];
+    const byId = new Map(found.map((f) => [f.run.runId, f]));
+    for (const t of taken) t.resolve(clean.has(t.runId) ? 'clean' : byId.get(t.runId));
   };
   const fetchRun = (runId: string) =>
-    new Promise<RunToAudit | undefined>((resolve, reject) => {
-      if (batch.push({ runId, resolve, reject }) === 1) setTimeout(fetchBatch, AUDIT_BATCH_DELAY_MS);
+    new Promise<RunToAudit | 'clean' | undefined>((resolve, reject) => {
+      if (batch.push({ runId, resolve, reject }) === 1) {
+        setTimeout(() => {
+          const taken = batch;
+          batch = [];
+          fetchBatch(taken).catch((err: unknown) => taken.forEach((t) => t.reject(err)));
+        }, AUDIT_BATCH_DELAY_MS);
+      }
     });
   const audit = async (runId: string) => {
     const found = await fetchRun(runId);
+    if (found === 'clean') {
+      options.log.record(runId, []);
+      return;
+    }
     if (!found) throw new Error(`run ${runId} is unknown to the scheduler`);
     const { run, pipeline } = found;
     if (!pipeline) return;

@@ -259,7 +259,14 @@ async function startRole(options: RoleOptions, cleanups: Cleanup[]): Promise<Ser
           return [...new Set(answers.flatMap((a) => a.frameworks.map((f) => f.framework)))];
         },
       });
-      const auditor = createAuditor({ getRuns: async (ids) => (await runStore.loadRuns(ids)).map((r) => ({ run: r.run, pipeline: r.definition })), log: auditLog, publish: (events) => publisher.publish(...events), logger });
+      const auditor = createAuditor({
+        getRuns: async (ids) => (await runStore.loadRuns(ids)).map((r) => ({ run: r.run, pipeline: r.definition })),
+        // Reading a run whole from PostgreSQL costs more than auditing it: runs that cannot have findings are not read.
+        pipelinesOf: (ids) => runStore.pipelinesOfRuns(ids),
+        log: auditLog,
+        publish: (events) => publisher.publish(...events),
+        logger,
+      });
       const stopAudit = followEvents(eventLog, ['run.finished'], (event) => auditor.onEvent(event), logger, 'compliance audit');
       cleanups.push(async () => {
         stopAudit();

@@ -369,6 +369,18 @@ export class RunStore {
     });
   }
 
+  /** The pipeline each run ran, by run id, in one statement (unknown ids are left out). */
+  async pipelinesOfRuns(runIds: readonly string[]): Promise<Map<string, Pipeline>> {
+    if (runIds.length === 0) return new Map();
+    const rows = await this.store.query<{ run_id: string; definition: Pipeline }>(
+      `SELECT r.run_id, coalesce(r.definition, p.definition) AS definition
+         FROM runs r LEFT JOIN pipelines p ON r.definition IS NULL AND p.name = r.pipeline_name AND p.version = r.pipeline_version
+        WHERE r.run_id = ANY($1::text[])`,
+      [[...new Set(runIds)]],
+    );
+    return new Map(rows.filter((r) => r.definition).map((r) => [r.run_id, r.definition]));
+  }
+
   /** Runs newest first; `before` is the created_at/run_id cursor of the previous page. */
   async listRuns(options: { limit: number; before?: { createdAt: string; runId: string }; pipelineName?: string; state?: RunStatus }): Promise<RunSummaryRow[]> {
     const params: unknown[] = [options.limit];
