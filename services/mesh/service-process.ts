@@ -203,9 +203,11 @@ async function startRole(options: RoleOptions, cleanups: Cleanup[]): Promise<Ser
         onLost: (outcomes) => void scheduler.applyOutcomes(outcomes).catch((err: unknown) => logger.error({ err }, 'recording attempts lost with their coordinator failed')),
       });
       cleanups.push(() => dispatcher.close());
-      cleanups.push(() => scheduler.stop());
-      // Leave the replica set last: a peer then takes the unfinished runs at once.
+      // Cleanups run in reverse: the scheduler records its attempts in flight
+      // as interrupted (a fenced commit), then leaves the replica set, and a
+      // peer takes its unfinished runs on its next renewal.
       cleanups.push(() => ownership.leave());
+      cleanups.push(() => scheduler.stop());
       const { eventLog } = events;
       // Every replica follows triggers; the idempotency key (unique in the store) starts one run per event.
       const triggers = startSchedulerTriggers(eventLog, logger, runStore, scheduler);
