@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
-import { CONSUL_SERVICE_NAMES, ConsulClient } from '../services/common/discovery.js';
+import { CONSUL_SERVICE_NAMES, ConsulClient, hostPort } from '../services/common/discovery.js';
 import { callUnary } from '../services/common/grpc-client.js';
 import { packageRoot } from '../services/common/paths.js';
 import { CoordinatorClient, ListNodesRequest } from '../services/common/proto.js';
@@ -222,7 +222,7 @@ export class LocalCluster {
     const { instances } = await this.consul.healthy(CONSUL_SERVICE_NAMES.coordinator);
     const nodes = await Promise.all(
       instances.map(async (i) => {
-        const client = new CoordinatorClient(`${i.address}:${i.port}`, credentials.createInsecure());
+        const client = new CoordinatorClient(hostPort(i), credentials.createInsecure());
         try {
           return (await callUnary(client.listNodes.bind(client), ListNodesRequest.fromPartial({}), { timeoutMs: 2_000 })).nodes.map((n) => n.nodeId);
         } finally {
@@ -268,23 +268,7 @@ export class LocalCluster {
 
   /** Stops every process: SIGTERM (services deregister and drain), then SIGKILL after `graceMs`. */
   async stop(graceMs = 10_000): Promise<void> {
-    // Workers first, then the services, Consul last, so nothing is left looking for a peer.
-    const order = [...this.processes.values()].sort((a, b) => stopRank(a) - stopRank(b));
-    for (const rank of [...new Set(order.map(stopRank))]) {
-      await Promise.all(
-        order
-          .filter((p) => stopRank(p) === rank)
-          .map(async (p) => {
-            const child = this.#children.get(p.name);
-            if (!child || child.exitCode !== null || child.signalCode !== null) return;
-            const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-            child.kill('SIGTERM');
-            const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-            await exited;
-            clearTimeout(timer);
-          }),
-      );
-    }
+    await stopInOrder([...this.processes.values()], graceMs);
     if (this.#onExit) process.off('exit', this.#onExit);
     rmSync(join(this.options.logDir, STATE_FILE), { force: true });
     rmSync(join(this.options.logDir, 'consul-data'), { recursive: true, force: true });
@@ -295,29 +279,39 @@ export class LocalCluster {
     const path = join(logDir, STATE_FILE);
     if (!existsSync(path)) return 0;
     const state = JSON.parse(readFileSync(path, 'utf8')) as StateFile;
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    let stopped = 0;
-    const order = [...state.processes].sort((a, b) => stopRank(a) - stopRank(b));
-    for (const rank of [...new Set(order.map(stopRank))]) {
-      const group = order.filter((p) => stopRank(p) === rank && alive(p.pid));
-      for (const p of group) process.kill(p.pid, 'SIGTERM');
-      const deadline = Date.now() + graceMs;
-      while (group.some((p) => alive(p.pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-      for (const p of group) if (alive(p.pid)) process.kill(p.pid, 'SIGKILL');
-      while (group.some((p) => alive(p.pid))) await new Promise((r) => setTimeout(r, 50));
-      stopped += group.length;
-    }
+    const stopped = await stopInOrder(state.processes, graceMs);
     rmSync(path, { force: true });
     rmSync(join(logDir, 'consul-data'), { recursive: true, force: true });
     return stopped;
   }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stops processes by pid: workers first, then the services, Consul last, so
+ * nothing is left looking for a peer. Each group gets SIGTERM, then SIGKILL
+ * after `graceMs`. Returns how many were still running.
+ */
+async function stopInOrder(processes: readonly ClusterProcess[], graceMs: number): Promise<number> {
+  let stopped = 0;
+  for (const rank of [0, 1, 2]) {
+    const group = processes.filter((p) => stopRank(p) === rank && alive(p.pid));
+    for (const p of group) process.kill(p.pid, 'SIGTERM');
+    const deadline = Date.now() + graceMs;
+    while (group.some((p) => alive(p.pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const p of group) if (alive(p.pid)) process.kill(p.pid, 'SIGKILL');
+    while (group.some((p) => alive(p.pid))) await new Promise((r) => setTimeout(r, 20));
+    stopped += group.length;
+  }
+  return stopped;
 }
 
 function stopRank(p: ClusterProcess): number {

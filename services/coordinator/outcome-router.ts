@@ -51,9 +51,7 @@ export class OutcomeRouter {
 
   async #send(schedulerId: string, outcomes: Outcome[]): Promise<void> {
     const waiting = this.#waiting.get(schedulerId);
-    // Outcomes without an owner (a task of a one-process scheduler) go to any replica.
-    const all = this.schedulers.list();
-    const client = schedulerId ? this.schedulers.get(schedulerId) : all[this.#roundRobin++ % Math.max(1, all.length)]?.client;
+    const client = schedulerId ? this.schedulers.get(schedulerId) : this.#anyScheduler();
     if (client) {
       try {
         await callUnary(client.reportOutcomes.bind(client), ReportOutcomesRequest.fromPartial({ outcomes }), { timeoutMs: CALL_TIMEOUT_MS });
@@ -81,6 +79,12 @@ export class OutcomeRouter {
       }, RETRY_MS);
       entry.timer.unref();
     }
+  }
+
+  /** Outcomes without an owner (a task of a one-process scheduler) go to any replica, in turn. */
+  #anyScheduler(): SchedulerClient | undefined {
+    const all = this.schedulers.list();
+    return all[this.#roundRobin++ % Math.max(1, all.length)]?.client;
   }
 
   /** Outcomes waiting for an unreachable scheduler. */

@@ -288,7 +288,7 @@ export class Scheduler {
         if (isFencedError(err)) {
           // A peer took this replica's runs: they are its to advance now.
           this.options.logger.warn({ steps: batch.length, runs: this.#active.size }, 'a peer scheduler took over the runs of this one; forgetting them');
-          this.#forgetAll();
+          this.forgetAll();
           this.options.onFenced?.();
           continue;
         }
@@ -552,12 +552,16 @@ export class Scheduler {
 
   /** Forgets every active run and loads them again from the store. */
   #resync(): void {
-    this.#forgetAll();
+    this.forgetAll();
     this.recover().catch((err) => this.options.logger.error({ err }, 'resuming runs from the store failed'));
   }
 
-  /** Drops every active run from memory; callers waiting on one read it from the store from now on. */
-  #forgetAll(): void {
+  /**
+   * Drops every active run from memory (a failed commit, or a peer took this
+   * replica's runs: see RunOwnership.renew); callers waiting on one read it
+   * from the store from now on.
+   */
+  forgetAll(): void {
     const forgotten = [...this.#active.keys()];
     for (const run of this.#active.values()) {
       clearTimeout(run.deadlineTimer);
@@ -568,10 +572,6 @@ export class Scheduler {
     for (const runId of forgotten) this.#notify(runId);
   }
 
-  /** Forgets every run of this replica (a peer took them: see RunOwnership.renew). */
-  forgetAll(): void {
-    this.#forgetAll();
-  }
 
   /**
    * Applies a batch of outcomes in one step. An outcome counts only if its
